@@ -1,0 +1,2 @@
+//! Unit tests of the session endpoint, by state. The multi-endpoint behaviour is in
+//! `tests/simulation.rs`.
