@@ -3,13 +3,13 @@
 //! that the two stay the same.
 //!
 //!     cargo run -p lifeline-core --example vectors > docs/test-vectors.txt
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(unreachable_pub)]
 
 use std::fmt::Write as _;
 
 use lifeline_core::crypto::group::KeyWrapKey;
-use lifeline_core::crypto::packet::{counter_block, EpochKeys, EpochSecret, PLAINTEXT_OFFSET};
+use lifeline_core::crypto::packet::{EpochKeys, EpochSecret, PLAINTEXT_OFFSET, counter_block};
 use lifeline_core::crypto::primitives::TAG_LEN;
 use lifeline_core::crypto::srp::{ClientHandshake, Group, ServerHandshake, Verifier};
 use lifeline_core::session::session_identity;
@@ -59,8 +59,9 @@ pub fn generate() -> String {
         .process_challenge(identity.as_bytes(), pin.as_bytes(), &salt, server.public_key())
         .expect("fixed vector is valid");
     line("srp.M1", &hex(client_session.client_proof()));
-    let server_session =
-        server.verify_client(&verifier, identity.as_bytes(), client.public_key(), client_session.client_proof()).expect("M1 verifies");
+    let server_session = server
+        .verify_client(&verifier, identity.as_bytes(), client.public_key(), client_session.client_proof())
+        .expect("M1 verifies");
     line("srp.M2", &hex(server_session.server_proof()));
     line("srp.K", &hex(server_session.key()));
     let key = client_session.verify_server(server_session.server_proof()).expect("M2 verifies");
@@ -79,8 +80,17 @@ pub fn generate() -> String {
 
     // -- sealed frames -----------------------------------------------------------------------
     let keys = EpochKeys::new(secret);
+    #[allow(clippy::type_complexity)] // a table of literal vectors
     let frames: [(&str, FrameKind, Destination, u64, u8, u8, &[u8]); 3] = [
-        ("frame.chat", FrameKind::SecureData, Destination::Member(MemberId::LEADER), 0, 0x01, 0x00, b"Hello from the customer"),
+        (
+            "frame.chat",
+            FrameKind::SecureData,
+            Destination::Member(MemberId::LEADER),
+            0,
+            0x01,
+            0x00,
+            b"Hello from the customer",
+        ),
         ("frame.empty_ping", FrameKind::SecureControl, Destination::AllMembers, 1, 0x07, 0x00, b""),
         ("frame.consent_state", FrameKind::SecureControl, Destination::AllMembers, 2, 0x04, 0x00, &[0x01, 0x02]),
     ];

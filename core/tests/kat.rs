@@ -10,12 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use lifeline_core::crypto::kdf::{PRK_LEN, hkdf_sha1, hkdf_sha1_expand, hkdf_sha1_extract};
-use lifeline_core::crypto::keywrap::{
-    KeyWrapError, WRAP_OVERHEAD, unwrap, unwrap_with_kek, wrap, wrap_with_kek,
-};
-use lifeline_core::crypto::primitives::{
-    Aes128Ctr, BLOCK_LEN, HmacSha1Key, TAG_LEN, hmac_sha1, sha1,
-};
+use lifeline_core::crypto::keywrap::{KeyWrapError, WRAP_OVERHEAD, unwrap, unwrap_with_kek, wrap, wrap_with_kek};
+use lifeline_core::crypto::primitives::{Aes128Ctr, BLOCK_LEN, HmacSha1Key, TAG_LEN, hmac_sha1, sha1};
 
 const RFC3394: &str = include_str!("vectors/rfc3394_aes_key_wrap.txt");
 const SP800_38A_CTR: &str = include_str!("vectors/sp800_38a_ctr_aes128.txt");
@@ -35,21 +31,16 @@ struct Record {
 
 impl Record {
     fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn str(&self, name: &str) -> &str {
-        self.get(name)
-            .unwrap_or_else(|| panic!("record at line {}: missing field `{name}`", self.line))
+        self.get(name).unwrap_or_else(|| panic!("record at line {}: missing field `{name}`", self.line))
     }
 
     /// Decodes a field: `"ascii"` or hex.
     fn bytes(&self, name: &str) -> Vec<u8> {
-        decode_value(self.str(name))
-            .unwrap_or_else(|e| panic!("record at line {}, field `{name}`: {e}", self.line))
+        decode_value(self.str(name)).unwrap_or_else(|e| panic!("record at line {}, field `{name}`: {e}", self.line))
     }
 
     fn opt_bytes(&self, name: &str) -> Option<Vec<u8>> {
@@ -57,20 +48,14 @@ impl Record {
     }
 
     fn num(&self, name: &str) -> usize {
-        self.str(name)
-            .parse()
-            .unwrap_or_else(|e| panic!("record at line {}, field `{name}`: {e}", self.line))
+        self.str(name).parse().unwrap_or_else(|e| panic!("record at line {}, field `{name}`: {e}", self.line))
     }
 
     fn array<const N: usize>(&self, name: &str) -> [u8; N] {
         let v = self.bytes(name);
-        v.as_slice().try_into().unwrap_or_else(|_| {
-            panic!(
-                "record at line {}, field `{name}`: {} bytes, want {N}",
-                self.line,
-                v.len()
-            )
-        })
+        v.as_slice()
+            .try_into()
+            .unwrap_or_else(|_| panic!("record at line {}, field `{name}`: {} bytes, want {N}", self.line, v.len()))
     }
 }
 
@@ -86,20 +71,11 @@ fn parse(text: &str) -> Vec<Record> {
             records.extend(current.take());
             continue;
         }
-        let (name, value) = line
-            .split_once('=')
-            .unwrap_or_else(|| panic!("line {}: expected `name = value`", idx + 1));
+        let (name, value) = line.split_once('=').unwrap_or_else(|| panic!("line {}: expected `name = value`", idx + 1));
         let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
         assert!(!name.is_empty(), "line {}: empty field name", idx + 1);
-        let record = current.get_or_insert_with(|| Record {
-            line: idx + 1,
-            fields: Vec::new(),
-        });
-        assert!(
-            record.get(&name).is_none(),
-            "line {}: duplicate field `{name}`",
-            idx + 1
-        );
+        let record = current.get_or_insert_with(|| Record { line: idx + 1, fields: Vec::new() });
+        assert!(record.get(&name).is_none(), "line {}: duplicate field `{name}`", idx + 1);
         record.fields.push((name, value));
     }
     records.extend(current);
@@ -125,11 +101,7 @@ fn decode_value(value: &str) -> Result<Vec<u8>, String> {
             _ => Err(format!("bad hex digit {:?}", c as char)),
         }
     };
-    value
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| Ok(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
+    value.as_bytes().chunks(2).map(|pair| Ok(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
 }
 
 #[test]
@@ -175,26 +147,14 @@ fn rfc3394_key_wrap_vectors() {
         let kek = r.bytes("kek");
         let key_data = r.bytes("key_data");
         let ciphertext = r.bytes("ciphertext");
-        assert_eq!(
-            ciphertext.len(),
-            key_data.len() + WRAP_OVERHEAD,
-            "{section}"
-        );
+        assert_eq!(ciphertext.len(), key_data.len() + WRAP_OVERHEAD, "{section}");
 
         let mut wrapped = vec![0u8; ciphertext.len()];
-        assert_eq!(
-            wrap_with_kek(&kek, &key_data, &mut wrapped),
-            Ok(ciphertext.len()),
-            "{section}"
-        );
+        assert_eq!(wrap_with_kek(&kek, &key_data, &mut wrapped), Ok(ciphertext.len()), "{section}");
         assert_eq!(wrapped, ciphertext, "{section}: wrap");
 
         let mut unwrapped = vec![0u8; key_data.len()];
-        assert_eq!(
-            unwrap_with_kek(&kek, &ciphertext, &mut unwrapped),
-            Ok(key_data.len()),
-            "{section}"
-        );
+        assert_eq!(unwrap_with_kek(&kek, &ciphertext, &mut unwrapped), Ok(key_data.len()), "{section}");
         assert_eq!(unwrapped, key_data, "{section}: unwrap");
 
         // The protocol's AES-128 entry points give the same answers.
@@ -203,10 +163,7 @@ fn rfc3394_key_wrap_vectors() {
             assert_eq!(wrap(&kek128, &key_data, &mut wrapped), Ok(ciphertext.len()));
             assert_eq!(wrapped, ciphertext, "{section}: wrap (AES-128 API)");
             let mut unwrapped = vec![0u8; key_data.len()];
-            assert_eq!(
-                unwrap(&kek128, &ciphertext, &mut unwrapped),
-                Ok(key_data.len())
-            );
+            assert_eq!(unwrap(&kek128, &ciphertext, &mut unwrapped), Ok(key_data.len()));
             assert_eq!(unwrapped, key_data, "{section}: unwrap (AES-128 API)");
         }
 
@@ -234,10 +191,7 @@ fn rfc3394_key_wrap_vectors() {
 #[test]
 fn sp800_38a_ctr_aes128_vectors() {
     let records = parse(SP800_38A_CTR);
-    let sections: Vec<(&str, &str)> = records
-        .iter()
-        .map(|r| (r.str("section"), r.str("direction")))
-        .collect();
+    let sections: Vec<(&str, &str)> = records.iter().map(|r| (r.str("section"), r.str("direction"))).collect();
     assert_eq!(sections, [("F.5.1", "encrypt"), ("F.5.2", "decrypt")]);
 
     for r in &records {
@@ -265,10 +219,7 @@ fn sp800_38a_ctr_aes128_vectors() {
 
         // One block per call, restarting at the SP's counter block for it.
         let mut buf = input.clone();
-        for (block, counter) in buf
-            .chunks_mut(BLOCK_LEN)
-            .zip(counter_blocks.chunks(BLOCK_LEN))
-        {
+        for (block, counter) in buf.chunks_mut(BLOCK_LEN).zip(counter_blocks.chunks(BLOCK_LEN)) {
             aes.apply_keystream(counter.try_into().unwrap(), block);
         }
         assert_eq!(buf, output, "{section}: block per call");
@@ -280,9 +231,7 @@ fn sp800_38a_ctr_aes128_vectors() {
             let (head, tail) = buf.split_at_mut(k * BLOCK_LEN);
             aes.apply_keystream(&init_counter, head);
             if k < 4 {
-                let counter: &[u8; BLOCK_LEN] = counter_blocks[k * BLOCK_LEN..][..BLOCK_LEN]
-                    .try_into()
-                    .unwrap();
+                let counter: &[u8; BLOCK_LEN] = counter_blocks[k * BLOCK_LEN..][..BLOCK_LEN].try_into().unwrap();
                 aes.apply_keystream(counter, tail);
             }
             assert_eq!(buf, output, "{section}: split after {k} blocks");
@@ -323,51 +272,24 @@ fn rfc2202_hmac_sha1_vectors() {
         assert_eq!(mac.compute(&[&data]), digest, "case {case}: compute again");
 
         for parts in splits(&data) {
-            assert_eq!(
-                mac.compute(&parts),
-                digest,
-                "case {case}: {} parts",
-                parts.len()
-            );
-            assert_eq!(
-                hmac_sha1(&key, &parts),
-                digest,
-                "case {case}: {} parts",
-                parts.len()
-            );
-            assert!(
-                mac.verify(&parts, &digest),
-                "case {case}: verify {} parts",
-                parts.len()
-            );
+            assert_eq!(mac.compute(&parts), digest, "case {case}: {} parts", parts.len());
+            assert_eq!(hmac_sha1(&key, &parts), digest, "case {case}: {} parts", parts.len());
+            assert!(mac.verify(&parts, &digest), "case {case}: verify {} parts", parts.len());
         }
 
         for i in 0..TAG_LEN {
             let mut bad = digest;
             bad[i] ^= 0x01;
-            assert!(
-                !mac.verify(&[&data], &bad),
-                "case {case}: flipped tag byte {i}"
-            );
+            assert!(!mac.verify(&[&data], &bad), "case {case}: flipped tag byte {i}");
         }
-        assert!(
-            !mac.verify(&[&data, b"x"], &digest),
-            "case {case}: extra data"
-        );
+        assert!(!mac.verify(&[&data, b"x"], &digest), "case {case}: extra data");
 
         if let Some(digest_96) = r.opt_bytes("digest_96") {
             // Truncation keeps the leftmost bits (RFC 2202 section 1).
             assert_eq!(digest_96.len(), 12, "case {case}");
-            assert_eq!(
-                mac.compute(&[&data])[..12],
-                digest_96,
-                "case {case}: digest-96"
-            );
+            assert_eq!(mac.compute(&[&data])[..12], digest_96, "case {case}: digest-96");
             // `verify` takes full-length tags only.
-            assert!(
-                !mac.verify(&[&data], &digest_96),
-                "case {case}: truncated tag accepted"
-            );
+            assert!(!mac.verify(&[&data], &digest_96), "case {case}: truncated tag accepted");
         }
     }
 }
@@ -400,11 +322,7 @@ fn rfc5869_hkdf_sha1_vectors() {
             assert_eq!(*hkdf_sha1_extract(salt, &ikm), prk, "case {case}: PRK");
 
             let mut out = vec![0u8; okm.len()];
-            assert_eq!(
-                hkdf_sha1(salt, &ikm, &[&info], &mut out),
-                Ok(()),
-                "case {case}"
-            );
+            assert_eq!(hkdf_sha1(salt, &ikm, &[&info], &mut out), Ok(()), "case {case}");
             assert_eq!(out, okm, "case {case}: OKM");
 
             for parts in splits(&info) {
@@ -415,11 +333,7 @@ fn rfc5869_hkdf_sha1_vectors() {
         }
 
         let mut out = vec![0u8; okm.len()];
-        assert_eq!(
-            hkdf_sha1_expand(&prk, &[&info], &mut out),
-            Ok(()),
-            "case {case}"
-        );
+        assert_eq!(hkdf_sha1_expand(&prk, &[&info], &mut out), Ok(()), "case {case}");
         assert_eq!(out, okm, "case {case}: expand from PRK");
 
         // A shorter output is a prefix of the longer one.

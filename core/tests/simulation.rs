@@ -1,9 +1,10 @@
 //! Deterministic simulations of two and three endpoints through an in-memory relay: virtual
 //! time, seeded randomness, real engines on every side.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{Sim, Tamper, SESSION};
+use common::{SESSION, Sim, Tamper};
 use lifeline_core::consent::Capability;
 use lifeline_core::session::{Event, SendError, SessionEnd};
 use lifeline_core::time::Duration;
@@ -45,7 +46,11 @@ fn two_endpoints_join_and_chat_both_ways() {
     assert!(sim.events(CUSTOMER).contains(&Event::Joined { epoch: 1 }));
     assert!(sim.events(LEADER).contains(&Event::MemberJoined { member: MemberId(CUSTOMER) }));
     assert!(sim.events(CUSTOMER).iter().any(|e| matches!(e, Event::MemberAnnounced { member: MemberId(0), role: Role::Provider, name } if name.as_str() == "Ada (Helpdesk)")));
-    assert!(sim.events(LEADER).iter().any(|e| matches!(e, Event::MemberAnnounced { member: MemberId(1), role: Role::Customer, .. })));
+    assert!(
+        sim.events(LEADER)
+            .iter()
+            .any(|e| matches!(e, Event::MemberAnnounced { member: MemberId(1), role: Role::Customer, .. }))
+    );
 
     sim.send(LEADER, TO_CUSTOMER, ContentType::Chat, b"hello, can you see my messages?").unwrap();
     sim.send(CUSTOMER, Destination::AllMembers, ContentType::Chat, b"yes I can").unwrap();
@@ -95,7 +100,9 @@ fn the_attempt_limit_kills_the_pin() {
     // Even the right PIN is refused now.
     sim.add_member(CUSTOMER, Role::Customer, pin.as_str(), 2);
     sim.run_for(Duration::from_secs(1));
-    assert!(sim.events(CUSTOMER).contains(&Event::Closed { reason: SessionEnd::JoinRejected(RejectReason::PinExpired) }));
+    assert!(
+        sim.events(CUSTOMER).contains(&Event::Closed { reason: SessionEnd::JoinRejected(RejectReason::PinExpired) })
+    );
     assert!(!sim.node(CUSTOMER).session.is_established());
 }
 
@@ -107,7 +114,8 @@ fn a_forged_leader_proof_is_detected() {
     let pin = sim.add_leader(1);
     sim.add_member(CUSTOMER, Role::Customer, pin.as_str(), 2);
     sim.tamper = Some(Box::new(|header, frame| {
-        let is_accept = header.kind == FrameKind::Handshake && header.sender == MemberId::LEADER && frame.get(16) == Some(&0x04);
+        let is_accept =
+            header.kind == FrameKind::Handshake && header.sender == MemberId::LEADER && frame.get(16) == Some(&0x04);
         if !is_accept {
             return Tamper::Pass;
         }
@@ -149,8 +157,15 @@ fn grant_then_revoke_view_screen() {
     let mut sim = joined_pair();
     sim.session(LEADER).request(MemberId(CUSTOMER), Capability::ViewScreen).unwrap();
     sim.run_for(Duration::from_millis(100));
-    assert!(sim.events(CUSTOMER).contains(&Event::ConsentRequested { from: MemberId(0), capability: Capability::ViewScreen }));
-    assert!(sim.events(LEADER).iter().any(|e| matches!(e, Event::PeerConsent { pending, .. } if pending.contains(Capability::ViewScreen))));
+    assert!(
+        sim.events(CUSTOMER)
+            .contains(&Event::ConsentRequested { from: MemberId(0), capability: Capability::ViewScreen })
+    );
+    assert!(
+        sim.events(LEADER)
+            .iter()
+            .any(|e| matches!(e, Event::PeerConsent { pending, .. } if pending.contains(Capability::ViewScreen)))
+    );
     // A prompt alone grants nothing, however long it stays open.
     sim.run_for(Duration::from_secs(120));
     assert_eq!(sim.send(CUSTOMER, TO_LEADER, ContentType::Screen, b"frame"), Err(SendError::NotGranted));
@@ -159,7 +174,11 @@ fn grant_then_revoke_view_screen() {
     sim.send(CUSTOMER, TO_LEADER, ContentType::Screen, b"frame 1").unwrap();
     sim.run_for(Duration::from_millis(100));
     assert_eq!(delivered(&sim, LEADER).last().map(|d| d.2.clone()), Some(b"frame 1".to_vec()));
-    assert!(sim.events(LEADER).iter().any(|e| matches!(e, Event::PeerConsent { granted, .. } if granted.contains(Capability::ViewScreen))));
+    assert!(
+        sim.events(LEADER)
+            .iter()
+            .any(|e| matches!(e, Event::PeerConsent { granted, .. } if granted.contains(Capability::ViewScreen)))
+    );
 
     sim.session(CUSTOMER).revoke(Capability::ViewScreen).unwrap();
     assert_eq!(sim.send(CUSTOMER, TO_LEADER, ContentType::Screen, b"frame 2"), Err(SendError::NotGranted));
@@ -316,7 +335,10 @@ fn the_customer_ends_the_session_for_everyone() {
     sim.session(CUSTOMER).close(now);
     sim.run_for(Duration::from_secs(1));
     for id in [LEADER, PROVIDER2] {
-        assert!(sim.events(id).contains(&Event::Closed { reason: SessionEnd::EndedBy(MemberId(CUSTOMER)) }), "node {id}");
+        assert!(
+            sim.events(id).contains(&Event::Closed { reason: SessionEnd::EndedBy(MemberId(CUSTOMER)) }),
+            "node {id}"
+        );
     }
     assert_eq!(sim.send(LEADER, TO_CUSTOMER, ContentType::Chat, b"?"), Err(SendError::Closed));
 }
@@ -369,10 +391,10 @@ fn tampered_frames_are_detected_and_never_delivered() {
         count += 1;
         let mut changed = frame.to_vec();
         match count % 4 {
-            0 => changed[frame.len() / 2] ^= 0x01,     // flip a ciphertext bit
-            1 => changed[13] = 0xFF,                   // redirect to everyone
-            2 => changed[frame.len() - 1] ^= 0x80,     // flip a tag bit
-            _ => changed.truncate(frame.len() - 1),    // cut it short
+            0 => changed[frame.len() / 2] ^= 0x01,  // flip a ciphertext bit
+            1 => changed[13] = 0xFF,                // redirect to everyone
+            2 => changed[frame.len() - 1] ^= 0x80,  // flip a tag bit
+            _ => changed.truncate(frame.len() - 1), // cut it short
         }
         Tamper::Replace(changed)
     }));

@@ -1,5 +1,6 @@
 //! `docs/test-vectors.txt` must be exactly what the code generates, so an independent
 //! implementation tested against it tests against this engine.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../examples/vectors.rs"]
 mod vectors;

@@ -82,7 +82,11 @@ impl KeyWrapKey {
         }
         let mut plaintext = zeroize::Zeroizing::new([0u8; EPOCH_PLAINTEXT_LEN]);
         let len = keywrap::unwrap(&self.0, wrapped, plaintext.as_mut_slice()).ok()?;
-        if len != EPOCH_PLAINTEXT_LEN || plaintext[..4] != epoch.to_be_bytes() || plaintext[4] != member.0 || plaintext[5..8] != [0, 0, 0] {
+        if len != EPOCH_PLAINTEXT_LEN
+            || plaintext[..4] != epoch.to_be_bytes()
+            || plaintext[4] != member.0
+            || plaintext[5..8] != [0, 0, 0]
+        {
             return None;
         }
         let mut secret = EpochSecret { epoch, encryption_key: [0; AES_KEY_LEN], mac_key: [0; MAC_KEY_LEN] };

@@ -75,13 +75,8 @@ pub fn hkdf_sha1_expand(prk: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<()
     // range never runs out before the chunks do.
     for (chunk, counter) in out.chunks_mut(TAG_LEN).zip(1u8..=u8::MAX) {
         let counter = [counter];
-        let next = Zeroizing::new(
-            key.compute_iter(
-                once(&t[..t_len])
-                    .chain(info.iter().copied())
-                    .chain(once(&counter[..])),
-            ),
-        );
+        let next =
+            Zeroizing::new(key.compute_iter(once(&t[..t_len]).chain(info.iter().copied()).chain(once(&counter[..]))));
         *t = *next;
         t_len = TAG_LEN;
         chunk.copy_from_slice(&t[..chunk.len()]);
@@ -96,15 +91,9 @@ mod tests {
     #[test]
     fn too_long_output_is_rejected_and_untouched() {
         let mut out = [0xa5u8; MAX_OUTPUT_LEN + 1];
-        assert_eq!(
-            hkdf_sha1(b"salt", b"ikm", &[b"info"], &mut out),
-            Err(KdfError::OutputTooLong)
-        );
+        assert_eq!(hkdf_sha1(b"salt", b"ikm", &[b"info"], &mut out), Err(KdfError::OutputTooLong));
         assert!(out.iter().all(|&b| b == 0xa5));
-        assert_eq!(
-            hkdf_sha1_expand(&[0; PRK_LEN], &[], &mut out),
-            Err(KdfError::OutputTooLong)
-        );
+        assert_eq!(hkdf_sha1_expand(&[0; PRK_LEN], &[], &mut out), Err(KdfError::OutputTooLong));
         assert!(out.iter().all(|&b| b == 0xa5));
     }
 
@@ -113,10 +102,7 @@ mod tests {
         let mut out = [0u8; MAX_OUTPUT_LEN];
         assert_eq!(hkdf_sha1(b"salt", b"ikm", &[b"info"], &mut out), Ok(()));
         // The last block is T(255), not a repeat of an earlier one.
-        assert_ne!(
-            out[MAX_OUTPUT_LEN - TAG_LEN..],
-            out[MAX_OUTPUT_LEN - 2 * TAG_LEN..MAX_OUTPUT_LEN - TAG_LEN]
-        );
+        assert_ne!(out[MAX_OUTPUT_LEN - TAG_LEN..], out[MAX_OUTPUT_LEN - 2 * TAG_LEN..MAX_OUTPUT_LEN - TAG_LEN]);
     }
 
     #[test]
@@ -137,10 +123,7 @@ mod tests {
 
     #[test]
     fn empty_salt_equals_hashlen_zeros() {
-        assert_eq!(
-            *hkdf_sha1_extract(b"", b"ikm"),
-            *hkdf_sha1_extract(&[0; PRK_LEN], b"ikm")
-        );
+        assert_eq!(*hkdf_sha1_extract(b"", b"ikm"), *hkdf_sha1_extract(&[0; PRK_LEN], b"ikm"));
     }
 
     #[test]
@@ -150,10 +133,7 @@ mod tests {
         impl Write for Buf {
             fn write_str(&mut self, s: &str) -> fmt::Result {
                 let end = self.1 + s.len();
-                self.0
-                    .get_mut(self.1..end)
-                    .ok_or(fmt::Error)?
-                    .copy_from_slice(s.as_bytes());
+                self.0.get_mut(self.1..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
                 self.1 = end;
                 Ok(())
             }

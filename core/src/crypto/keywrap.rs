@@ -117,11 +117,7 @@ fn new_kw<K: KeyInit>(kek: &[u8]) -> Result<K, KeyWrapError> {
 
 /// Checks that `len` bytes of key data are a whole number of semiblocks, at least two.
 fn check_key_data_len(len: usize) -> Result<(), KeyWrapError> {
-    if !len.is_multiple_of(SEMIBLOCK_LEN) || len < MIN_KEY_DATA_LEN {
-        Err(KeyWrapError::InvalidLength)
-    } else {
-        Ok(())
-    }
+    if !len.is_multiple_of(SEMIBLOCK_LEN) || len < MIN_KEY_DATA_LEN { Err(KeyWrapError::InvalidLength) } else { Ok(()) }
 }
 
 fn wrap_inner<C>(kw: &AesKw<C>, key_data: &[u8], out: &mut [u8]) -> Result<usize, KeyWrapError>
@@ -129,13 +125,8 @@ where
     C: BlockCipherEncrypt<BlockSize = U16>,
 {
     check_key_data_len(key_data.len())?;
-    let required = key_data
-        .len()
-        .checked_add(WRAP_OVERHEAD)
-        .ok_or(KeyWrapError::InvalidLength)?;
-    let dst = out
-        .get_mut(..required)
-        .ok_or(KeyWrapError::InsufficientSize { required })?;
+    let required = key_data.len().checked_add(WRAP_OVERHEAD).ok_or(KeyWrapError::InvalidLength)?;
+    let dst = out.get_mut(..required).ok_or(KeyWrapError::InsufficientSize { required })?;
     kw.wrap_key(key_data, dst).map_err(map_error)?;
     Ok(required)
 }
@@ -144,14 +135,9 @@ fn unwrap_inner<C>(kw: &AesKw<C>, wrapped: &[u8], out: &mut [u8]) -> Result<usiz
 where
     C: BlockCipherDecrypt<BlockSize = U16>,
 {
-    let required = wrapped
-        .len()
-        .checked_sub(WRAP_OVERHEAD)
-        .ok_or(KeyWrapError::InvalidLength)?;
+    let required = wrapped.len().checked_sub(WRAP_OVERHEAD).ok_or(KeyWrapError::InvalidLength)?;
     check_key_data_len(required)?;
-    let dst = out
-        .get_mut(..required)
-        .ok_or(KeyWrapError::InsufficientSize { required })?;
+    let dst = out.get_mut(..required).ok_or(KeyWrapError::InsufficientSize { required })?;
     match kw.unwrap_key(wrapped, dst) {
         Ok(_) => Ok(required),
         Err(err) => {
@@ -166,9 +152,7 @@ where
 fn map_error(err: aes_kw::Error) -> KeyWrapError {
     match err {
         aes_kw::Error::InvalidDataSize => KeyWrapError::InvalidLength,
-        aes_kw::Error::InvalidOutputSize { expected_len } => KeyWrapError::InsufficientSize {
-            required: expected_len,
-        },
+        aes_kw::Error::InvalidOutputSize { expected_len } => KeyWrapError::InsufficientSize { required: expected_len },
         aes_kw::Error::IntegrityCheckFailed => KeyWrapError::IntegrityCheckFailed,
     }
 }
@@ -184,15 +168,9 @@ mod tests {
     fn round_trip_lengths() {
         for len in (MIN_KEY_DATA_LEN..=KEY.len()).step_by(SEMIBLOCK_LEN) {
             let mut wrapped = [0u8; 40];
-            assert_eq!(
-                wrap(&KEK, &KEY[..len], &mut wrapped),
-                Ok(len + WRAP_OVERHEAD)
-            );
+            assert_eq!(wrap(&KEK, &KEY[..len], &mut wrapped), Ok(len + WRAP_OVERHEAD));
             let mut unwrapped = [0u8; 40];
-            assert_eq!(
-                unwrap(&KEK, &wrapped[..len + WRAP_OVERHEAD], &mut unwrapped),
-                Ok(len)
-            );
+            assert_eq!(unwrap(&KEK, &wrapped[..len + WRAP_OVERHEAD], &mut unwrapped), Ok(len));
             assert_eq!(unwrapped[..len], KEY[..len]);
             assert!(unwrapped[len..].iter().all(|&b| b == 0));
         }
@@ -202,11 +180,7 @@ mod tests {
     fn wrap_rejects_bad_key_data_lengths() {
         for len in [0, 1, 7, 8, 15, 17, 23, 31] {
             let mut out = [0xa5u8; 64];
-            assert_eq!(
-                wrap(&KEK, &KEY[..len], &mut out),
-                Err(KeyWrapError::InvalidLength),
-                "len {len}"
-            );
+            assert_eq!(wrap(&KEK, &KEY[..len], &mut out), Err(KeyWrapError::InvalidLength), "len {len}");
             assert!(out.iter().all(|&b| b == 0xa5));
         }
     }
@@ -216,11 +190,7 @@ mod tests {
         let input = [0u8; 48];
         for len in [0, 1, 7, 8, 9, 16, 23, 25, 33] {
             let mut out = [0xa5u8; 64];
-            assert_eq!(
-                unwrap(&KEK, &input[..len], &mut out),
-                Err(KeyWrapError::InvalidLength),
-                "len {len}"
-            );
+            assert_eq!(unwrap(&KEK, &input[..len], &mut out), Err(KeyWrapError::InvalidLength), "len {len}");
             assert!(out.iter().all(|&b| b == 0xa5));
         }
     }
@@ -231,23 +201,14 @@ mod tests {
         assert_eq!(wrap(&KEK, &KEY[..16], &mut wrapped), Ok(24));
 
         let mut out = [0xa5u8; 23];
-        assert_eq!(
-            wrap(&KEK, &KEY[..16], &mut out),
-            Err(KeyWrapError::InsufficientSize { required: 24 })
-        );
+        assert_eq!(wrap(&KEK, &KEY[..16], &mut out), Err(KeyWrapError::InsufficientSize { required: 24 }));
         assert!(out.iter().all(|&b| b == 0xa5));
 
         let mut out = [0xa5u8; 15];
-        assert_eq!(
-            unwrap(&KEK, &wrapped, &mut out),
-            Err(KeyWrapError::InsufficientSize { required: 16 })
-        );
+        assert_eq!(unwrap(&KEK, &wrapped, &mut out), Err(KeyWrapError::InsufficientSize { required: 16 }));
         assert!(out.iter().all(|&b| b == 0xa5));
 
-        assert_eq!(
-            wrap_with_kek(&[0; 32], &KEY, &mut [0u8; 39]),
-            Err(KeyWrapError::InsufficientSize { required: 40 })
-        );
+        assert_eq!(wrap_with_kek(&[0; 32], &KEY, &mut [0u8; 39]), Err(KeyWrapError::InsufficientSize { required: 40 }));
     }
 
     #[test]
@@ -266,19 +227,13 @@ mod tests {
         assert_eq!(wrap(&KEK, &KEY, &mut wrapped), Ok(40));
         let mut out = [0xa5u8; 48];
         // Wrong KEK.
-        assert_eq!(
-            unwrap(&[0x10; KEK_LEN], &wrapped, &mut out),
-            Err(KeyWrapError::IntegrityCheckFailed)
-        );
+        assert_eq!(unwrap(&[0x10; KEK_LEN], &wrapped, &mut out), Err(KeyWrapError::IntegrityCheckFailed));
         assert!(out[..32].iter().all(|&b| b == 0));
         assert!(out[32..].iter().all(|&b| b == 0xa5));
         // Corrupted wrapped key.
         wrapped[39] ^= 0x80;
         let mut out = [0xa5u8; 32];
-        assert_eq!(
-            unwrap(&KEK, &wrapped, &mut out),
-            Err(KeyWrapError::IntegrityCheckFailed)
-        );
+        assert_eq!(unwrap(&KEK, &wrapped, &mut out), Err(KeyWrapError::IntegrityCheckFailed));
         assert!(out.iter().all(|&b| b == 0));
     }
 
@@ -287,14 +242,8 @@ mod tests {
         let mut out = [0u8; 40];
         for len in [0, 1, 8, 15, 17, 20, 23, 25, 31, 33, 64] {
             let kek = [1u8; 64];
-            assert_eq!(
-                wrap_with_kek(&kek[..len], &KEY, &mut out),
-                Err(KeyWrapError::InvalidKekLength)
-            );
-            assert_eq!(
-                unwrap_with_kek(&kek[..len], &out, &mut [0u8; 32]),
-                Err(KeyWrapError::InvalidKekLength)
-            );
+            assert_eq!(wrap_with_kek(&kek[..len], &KEY, &mut out), Err(KeyWrapError::InvalidKekLength));
+            assert_eq!(unwrap_with_kek(&kek[..len], &out, &mut [0u8; 32]), Err(KeyWrapError::InvalidKekLength));
         }
         for len in [16, 24, 32] {
             let kek = [1u8; 32];

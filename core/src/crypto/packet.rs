@@ -15,8 +15,8 @@ use core::fmt;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::primitives::{Aes128Ctr, HmacSha1Key, AES_KEY_LEN, BLOCK_LEN, MAC_KEY_LEN, TAG_LEN};
-use crate::wire::{MemberId, RoutingHeader, HEADER_LEN, MAX_PAYLOAD_LEN};
+use super::primitives::{AES_KEY_LEN, Aes128Ctr, BLOCK_LEN, HmacSha1Key, MAC_KEY_LEN, TAG_LEN};
+use crate::wire::{HEADER_LEN, MAX_PAYLOAD_LEN, MemberId, RoutingHeader};
 
 /// Offset of the inner plaintext (content type, flags, payload) within a frame.
 pub const PLAINTEXT_OFFSET: usize = HEADER_LEN + 4 + 8;

@@ -50,9 +50,7 @@ pub struct Aes128Ctr {
 impl Aes128Ctr {
     /// Expands `key` into an AES-128 encryption key schedule.
     pub fn new(key: &[u8; AES_KEY_LEN]) -> Self {
-        Self {
-            cipher: Aes128Enc::new(key.into()),
-        }
+        Self { cipher: Aes128Enc::new(key.into()) }
     }
 
     /// XORs the CTR keystream into `data`; `counter_block` is the first counter block; the counter
@@ -186,10 +184,7 @@ mod tests {
         let aes = Aes128Ctr::new(&[0x42; AES_KEY_LEN]);
         let mac = HmacSha1Key::new(&[0x42; MAC_KEY_LEN]);
         let mut buf = [0u8; 64];
-        let mut w = Writer {
-            buf: &mut buf,
-            len: 0,
-        };
+        let mut w = Writer { buf: &mut buf, len: 0 };
         assert!(fmt::write(&mut w, format_args!("{aes:?} {mac:?}")).is_ok());
         let len = w.len;
         assert_eq!(&buf[..len], b"Aes128Ctr { .. } HmacSha1Key { .. }");
@@ -238,10 +233,7 @@ mod tests {
         assert_eq!(hmac_sha1(&long_key, &[b"x"]), hmac_sha1(&hashed, &[b"x"]));
         // A key of exactly one block is used as is (not hashed).
         let block_key = [0x5au8; SHA1_BLOCK_LEN];
-        assert_ne!(
-            hmac_sha1(&block_key, &[b"x"]),
-            hmac_sha1(&sha1(&[&block_key]), &[b"x"])
-        );
+        assert_ne!(hmac_sha1(&block_key, &[b"x"]), hmac_sha1(&sha1(&[&block_key]), &[b"x"]));
     }
 
     #[test]

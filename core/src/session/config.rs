@@ -4,9 +4,9 @@ use heapless::String;
 
 use crate::crypto::srp::Group;
 use crate::time::Duration;
+use crate::wire::MemberId;
 use crate::wire::control::MAX_NAME_LEN;
 use crate::wire::handshake::Role;
-use crate::wire::MemberId;
 
 /// Most failed joins a session ever tolerates before its PIN dies. A configuration may only
 /// lower it: each failure is one online guess at the PIN.

@@ -5,9 +5,9 @@ use core::fmt;
 use heapless::String;
 
 use crate::consent::{Capability, CapabilitySet};
+use crate::wire::MemberId;
 use crate::wire::control::{ContentType, MAX_NAME_LEN};
 use crate::wire::handshake::{RejectReason, Role};
-use crate::wire::MemberId;
 
 /// Something the application should know about, from [`Session::poll_event`](super::Session::poll_event).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,7 +189,9 @@ impl fmt::Display for FrameError {
             FrameError::Unauthentic => f.write_str("frame failed authentication"),
             FrameError::Replayed => f.write_str("replayed frame"),
             FrameError::Unexpected => f.write_str("frame not expected now"),
-            FrameError::InsufficientSize { required } => write!(f, "output buffer too small: {required} bytes required"),
+            FrameError::InsufficientSize { required } => {
+                write!(f, "output buffer too small: {required} bytes required")
+            }
             FrameError::Closed => f.write_str("session closed"),
         }
     }

@@ -6,26 +6,31 @@ mod config;
 mod event;
 mod pin;
 
-pub use config::{Config, Timeouts, DEFAULT_REKEY_AFTER_FRAMES, MAX_EPOCH_GRACE, MAX_JOIN_FAILURES};
+pub use config::{Config, DEFAULT_REKEY_AFTER_FRAMES, MAX_EPOCH_GRACE, MAX_JOIN_FAILURES, Timeouts};
 pub use event::{Delivery, Event, FrameError, SendError, SessionEnd, Stats, Transmit};
-pub use pin::{Pin, PIN_DIGITS};
+pub use pin::{PIN_DIGITS, Pin};
 
 use core::fmt::Write as _;
 
 use heapless::{Deque, String, Vec};
 use rand_core::CryptoRng;
+use zeroize::Zeroize;
 
 use crate::compress;
 use crate::consent::{Capability, ConsentError, ConsentGuard, RequestOutcome};
-use crate::crypto::group::{generate_epoch, KeyWrapKey, KEY_UPDATE_LEN};
-use crate::crypto::packet::{frame_epoch, EpochKeys, PLAINTEXT_OFFSET, SEQUENCE_HARD_LIMIT};
+use crate::crypto::group::{KEY_UPDATE_LEN, KeyWrapKey, generate_epoch};
+use crate::crypto::packet::{EpochKeys, PLAINTEXT_OFFSET, SEQUENCE_HARD_LIMIT, frame_epoch};
 use crate::crypto::primitives::TAG_LEN;
 use crate::crypto::replay::ReplayWindow;
-use crate::crypto::srp::{self, ClientSession, Group, ServerHandshake, Verifier, MAX_PUBLIC_LEN, PRIVATE_LEN, PROOF_LEN, SALT_LEN};
+use crate::crypto::srp::{
+    self, ClientSession, Group, MAX_PUBLIC_LEN, PRIVATE_LEN, PROOF_LEN, SALT_LEN, ServerHandshake, Verifier,
+};
 use crate::time::Instant;
 use crate::wire::control::{CloseReason, ContentType, ControlRepr, FLAG_COMPRESSED, MAX_ROSTER_LEN};
 use crate::wire::handshake::{HandshakeRepr, RejectReason, Role};
-use crate::wire::{emit_frame, Destination, FrameKind, InsufficientSize, MemberId, RoutingHeader, HEADER_LEN, MAX_PAYLOAD_LEN};
+use crate::wire::{
+    Destination, FrameKind, HEADER_LEN, InsufficientSize, MAX_PAYLOAD_LEN, MemberId, RoutingHeader, emit_frame,
+};
 
 /// Events the engine holds for the application before it starts dropping them (and counting).
 pub const EVENT_QUEUE_LEN: usize = 32;
@@ -125,11 +130,19 @@ pub struct Session<R: CryptoRng, const MAX_MEMBERS: usize = 8> {
 }
 
 /// Where this endpoint is in its life. Named for what it waits for.
+// No heap: every state lives inline, so variants differ in size by design.
+#[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Member: hello sent, waiting for the leader's SRP challenge.
     AwaitingChallenge { pin: Pin, since: Instant },
     /// Member: proof sent, waiting for the leader's proof M2.
-    AwaitingServerProof { client: ClientSession, client_public: [u8; MAX_PUBLIC_LEN], group: Group, salt: [u8; SALT_LEN], since: Instant },
+    AwaitingServerProof {
+        client: ClientSession,
+        client_public: [u8; MAX_PUBLIC_LEN],
+        group: Group,
+        salt: [u8; SALT_LEN],
+        since: Instant,
+    },
     /// Member: leader authenticated, waiting for the wrapped group keys.
     AwaitingKeys { kek: KeyWrapKey, since: Instant },
     /// Keys in place: data flows.
@@ -167,6 +180,7 @@ struct MemberSlot {
     phase: SlotPhase,
 }
 
+#[allow(clippy::large_enum_variant)] // inline by design, as `Phase`
 enum SlotPhase {
     /// Challenge computed; waiting for the member's proof.
     AwaitingProof { handshake: ServerHandshake, challenge_due: bool },
@@ -202,7 +216,8 @@ impl Peer {
 }
 
 impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
-    const CAPACITY_OK: () = assert!(MAX_MEMBERS >= 2 && MAX_MEMBERS <= MAX_ROSTER_LEN, "a session holds 2 to 64 members");
+    const CAPACITY_OK: () =
+        assert!(MAX_MEMBERS >= 2 && MAX_MEMBERS <= MAX_ROSTER_LEN, "a session holds 2 to 64 members");
 
     // ---- construction ------------------------------------------------------------------
 
@@ -221,7 +236,12 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         Session {
             identity,
             phase: Phase::Established,
-            leader: Some(LeaderState { verifier: Some(verifier), failures: 0, slots: Vec::new(), rejects: Deque::new() }),
+            leader: Some(LeaderState {
+                verifier: Some(verifier),
+                failures: 0,
+                slots: Vec::new(),
+                rejects: Deque::new(),
+            }),
             keys: Some(keys),
             due: Due { announce: true, ..Due::default() },
             ..Self::empty(config, rng, now)
@@ -319,7 +339,12 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     /// `out` (at least [`MAX_PAYLOAD_LEN`] bytes) and returned as a [`Delivery`]; everything else
     /// is handled inside and may produce events and frames to send. The frame buffer is used as
     /// scratch space for in-place decryption.
-    pub fn handle_frame(&mut self, now: Instant, frame: &mut [u8], out: &mut [u8]) -> Result<Option<Delivery>, FrameError> {
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        out: &mut [u8],
+    ) -> Result<Option<Delivery>, FrameError> {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Closed { .. }) {
             return Err(FrameError::Closed);
         }
@@ -341,7 +366,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     pub fn handle_timeout(&mut self, now: Instant) {
         let timeouts = self.config.timeouts;
         match &self.phase {
-            Phase::AwaitingChallenge { since, .. } | Phase::AwaitingServerProof { since, .. } | Phase::AwaitingKeys { since, .. } => {
+            Phase::AwaitingChallenge { since, .. }
+            | Phase::AwaitingServerProof { since, .. }
+            | Phase::AwaitingKeys { since, .. } => {
                 if now >= *since + timeouts.handshake {
                     self.finish(SessionEnd::HandshakeTimeout);
                 }
@@ -350,19 +377,26 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             Phase::Closing { .. } | Phase::Closed { .. } => return,
             Phase::Established => {}
         }
-        if let Some((_, expires)) = &self.previous_keys {
-            if now >= *expires {
-                self.previous_keys = None;
-            }
+        if let Some((_, expires)) = &self.previous_keys
+            && now >= *expires
+        {
+            self.previous_keys = None;
         }
         if let Some(leader) = &mut self.leader {
-            leader.slots.retain(|slot| !matches!(slot.phase, SlotPhase::AwaitingProof { .. }) || now < slot.since + timeouts.handshake);
+            leader.slots.retain(|slot| {
+                !matches!(slot.phase, SlotPhase::AwaitingProof { .. }) || now < slot.since + timeouts.handshake
+            });
             let silent = self.peers.iter().find(|peer| now >= peer.last_heard + timeouts.idle).map(|peer| peer.id);
             if let Some(member) = silent {
                 debug!("member {} silent past the idle timeout", member.0);
                 self.drop_member(now, member);
             }
-        } else if self.peers.iter().find(|peer| peer.id == MemberId::LEADER).is_some_and(|leader| now >= leader.last_heard + timeouts.idle) {
+        } else if self
+            .peers
+            .iter()
+            .find(|peer| peer.id == MemberId::LEADER)
+            .is_some_and(|leader| now >= leader.last_heard + timeouts.idle)
+        {
             self.finish(SessionEnd::LeaderLost);
             return;
         }
@@ -393,7 +427,14 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     /// A customer's engine refuses content whose capability it has not granted. Compression is
     /// applied by content type (see [`ContentType::compressible`]). `out` needs room for the
     /// uncompressed frame: `payload.len() + 50` bytes; a short `out` is left untouched.
-    pub fn send(&mut self, now: Instant, destination: Destination, content: ContentType, payload: &[u8], out: &mut [u8]) -> Result<usize, SendError> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        destination: Destination,
+        content: ContentType,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
         match self.phase {
             Phase::Established => {}
             Phase::Closing { .. } | Phase::Closed { .. } => return Err(SendError::Closed),
@@ -402,15 +443,15 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         if self.has_control_due() {
             return Err(SendError::TransmitPending);
         }
-        if let Destination::Member(id) = destination {
-            if id == self.config.local_id || !id.is_endpoint() {
-                return Err(SendError::InvalidDestination);
-            }
+        if let Destination::Member(id) = destination
+            && (id == self.config.local_id || !id.is_endpoint())
+        {
+            return Err(SendError::InvalidDestination);
         }
-        if let (Role::Customer, Some(capability)) = (self.config.role, content.required_capability()) {
-            if !self.consent.granted().contains(capability) {
-                return Err(SendError::NotGranted);
-            }
+        if let (Role::Customer, Some(capability)) = (self.config.role, content.required_capability())
+            && !self.consent.granted().contains(capability)
+        {
+            return Err(SendError::NotGranted);
         }
         if payload.len() > MAX_PAYLOAD_LEN {
             return Err(SendError::PayloadTooLarge);
@@ -425,15 +466,14 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         let body_start = PLAINTEXT_OFFSET + 2;
         let mut flags = 0;
         let mut len = payload.len();
-        if content.compressible() && payload.len() >= COMPRESS_MIN_LEN {
-            if let Some(area) = out.get_mut(body_start..body_start + compress::max_compressed_len(payload.len())) {
-                if let Ok(compressed) = compress::compress(payload, area) {
-                    if compressed < payload.len() {
-                        flags = FLAG_COMPRESSED;
-                        len = compressed;
-                    }
-                }
-            }
+        if content.compressible()
+            && payload.len() >= COMPRESS_MIN_LEN
+            && let Some(area) = out.get_mut(body_start..body_start + compress::max_compressed_len(payload.len()))
+            && let Ok(compressed) = compress::compress(payload, area)
+            && compressed < payload.len()
+        {
+            flags = FLAG_COMPRESSED;
+            len = compressed;
         }
         if flags == 0 {
             out[body_start..body_start + len].copy_from_slice(payload);
@@ -530,7 +570,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeouts = self.config.timeouts;
         match &self.phase {
-            Phase::AwaitingChallenge { since, .. } | Phase::AwaitingServerProof { since, .. } | Phase::AwaitingKeys { since, .. } => {
+            Phase::AwaitingChallenge { since, .. }
+            | Phase::AwaitingServerProof { since, .. }
+            | Phase::AwaitingKeys { since, .. } => {
                 return Some(*since + timeouts.handshake);
             }
             Phase::Closing { .. } | Phase::Closed { .. } => return None,
@@ -563,7 +605,12 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
 
     // ---- frame handling ------------------------------------------------------------------
 
-    fn handle_frame_inner(&mut self, now: Instant, frame: &mut [u8], out: &mut [u8]) -> Result<Option<Delivery>, FrameError> {
+    fn handle_frame_inner(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        out: &mut [u8],
+    ) -> Result<Option<Delivery>, FrameError> {
         let header = RoutingHeader::parse(frame).map_err(|_| FrameError::Malformed)?;
         if frame.len() != header.frame_len() {
             return Err(FrameError::Malformed);
@@ -593,7 +640,13 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         }
     }
 
-    fn handle_protected(&mut self, now: Instant, header: &RoutingHeader, frame: &mut [u8], out: &mut [u8]) -> Result<Option<Delivery>, FrameError> {
+    fn handle_protected(
+        &mut self,
+        now: Instant,
+        header: &RoutingHeader,
+        frame: &mut [u8],
+        out: &mut [u8],
+    ) -> Result<Option<Delivery>, FrameError> {
         if !self.is_established() {
             return Err(FrameError::Unexpected);
         }
@@ -642,14 +695,13 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             return Ok(None);
         }
         let content = ContentType::from_byte(type_byte).ok_or(FrameError::Malformed)?;
-        if self.config.role == Role::Customer {
-            if let Some(capability) = content.required_capability() {
-                if !self.consent.allows(capability) {
-                    self.stats.refused_by_consent += 1;
-                    self.push_event(Event::DataRefused { from: sender, content, capability });
-                    return Ok(None);
-                }
-            }
+        if self.config.role == Role::Customer
+            && let Some(capability) = content.required_capability()
+            && !self.consent.allows(capability)
+        {
+            self.stats.refused_by_consent += 1;
+            self.push_event(Event::DataRefused { from: sender, content, capability });
+            return Ok(None);
         }
         let len = if flags & FLAG_COMPRESSED != 0 {
             let limit = out.len().min(MAX_PAYLOAD_LEN);
@@ -677,7 +729,13 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 let mut a = [0u8; PRIVATE_LEN];
                 self.rng.fill_bytes(&mut a);
                 let handshake = srp::ClientHandshake::new(group, a);
-                match handshake.process_challenge(self.identity.as_bytes(), pin.as_str().as_bytes(), salt, server_public) {
+                a.zeroize();
+                match handshake.process_challenge(
+                    self.identity.as_bytes(),
+                    pin.as_str().as_bytes(),
+                    salt,
+                    server_public,
+                ) {
                     Ok(client) => {
                         let mut client_public = [0u8; MAX_PUBLIC_LEN];
                         let public = handshake.public_key();
@@ -693,7 +751,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 }
             }
             (HandshakeRepr::Accept { server_proof }, Phase::AwaitingServerProof { .. }) => {
-                let Phase::AwaitingServerProof { client, salt, since, .. } = core::mem::replace(&mut self.phase, Phase::Closing { end: SessionEnd::LeaderNotAuthentic }) else {
+                let Phase::AwaitingServerProof { client, salt, since, .. } =
+                    core::mem::replace(&mut self.phase, Phase::Closing { end: SessionEnd::LeaderNotAuthentic })
+                else {
                     return Err(FrameError::Unexpected);
                 };
                 match client.verify_server(server_proof) {
@@ -717,7 +777,12 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         }
     }
 
-    fn leader_handshake(&mut self, now: Instant, sender: MemberId, message: HandshakeRepr<'_>) -> Result<(), FrameError> {
+    fn leader_handshake(
+        &mut self,
+        now: Instant,
+        sender: MemberId,
+        message: HandshakeRepr<'_>,
+    ) -> Result<(), FrameError> {
         let Some(leader) = &mut self.leader else {
             return Err(FrameError::Unexpected);
         };
@@ -728,9 +793,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                     Some(RejectReason::PinExpired)
                 } else if version != crate::wire::VERSION {
                     Some(RejectReason::Protocol)
-                } else if existing.is_some_and(|index| matches!(leader.slots[index].phase, SlotPhase::Joined { .. })) {
-                    Some(RejectReason::SessionFull)
-                } else if existing.is_none() && leader.slots.len() + 1 >= MAX_MEMBERS {
+                } else if existing.is_some_and(|index| matches!(leader.slots[index].phase, SlotPhase::Joined { .. }))
+                    || (existing.is_none() && leader.slots.len() + 1 >= MAX_MEMBERS)
+                {
                     Some(RejectReason::SessionFull)
                 } else {
                     None
@@ -745,7 +810,12 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 let mut b = [0u8; PRIVATE_LEN];
                 self.rng.fill_bytes(&mut b);
                 let handshake = ServerHandshake::new(verifier, b);
-                let slot = MemberSlot { id: sender, since: now, phase: SlotPhase::AwaitingProof { handshake, challenge_due: true } };
+                b.zeroize();
+                let slot = MemberSlot {
+                    id: sender,
+                    since: now,
+                    phase: SlotPhase::AwaitingProof { handshake, challenge_due: true },
+                };
                 match existing {
                     Some(index) => leader.slots[index] = slot,
                     None => {
@@ -771,7 +841,8 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 match handshake.verify_client(verifier, self.identity.as_bytes(), client_public, client_proof) {
                     Ok(server) => {
                         let kek = KeyWrapKey::derive(server.key(), verifier.salt(), self.config.session, sender);
-                        leader.slots[index].phase = SlotPhase::Joined { kek, accept_due: Some(*server.server_proof()), key_update_due: true };
+                        leader.slots[index].phase =
+                            SlotPhase::Joined { kek, accept_due: Some(*server.server_proof()), key_update_due: true };
                         if self.peers.push(Peer::new(sender, now)).is_err() {
                             return Err(FrameError::Unexpected);
                         }
@@ -872,7 +943,10 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                     self.push_event(Event::MemberLeft { member });
                 }
                 for &member in &members {
-                    if member != self.config.local_id && self.peers.iter().all(|peer| peer.id != member) && self.peers.push(Peer::new(member, now)).is_ok() {
+                    if member != self.config.local_id
+                        && self.peers.iter().all(|peer| peer.id != member)
+                        && self.peers.push(Peer::new(member, now)).is_ok()
+                    {
                         self.push_event(Event::MemberJoined { member });
                         self.due.announce = true;
                     }
@@ -916,7 +990,13 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                     SlotPhase::Joined { accept_due, key_update_due, .. } => accept_due.is_some() || *key_update_due,
                 })
         });
-        leader_due || due.announce || due.roster || due.consent_state || due.rekey_request || due.ping || !self.requests.is_empty()
+        leader_due
+            || due.announce
+            || due.roster
+            || due.consent_state
+            || due.rekey_request
+            || due.ping
+            || !self.requests.is_empty()
     }
 
     fn next_transmit(&mut self, now: Instant, out: &mut [u8]) -> Result<Option<usize>, InsufficientSize> {
@@ -931,14 +1011,18 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 return Ok(Some(len));
             }
             Phase::AwaitingServerProof { client, client_public, group, .. } if self.due.proof => {
-                let message = HandshakeRepr::Proof { client_public: &client_public[..group.byte_len()], client_proof: client.client_proof() };
+                let message = HandshakeRepr::Proof {
+                    client_public: &client_public[..group.byte_len()],
+                    client_proof: client.client_proof(),
+                };
                 let len = emit_handshake(session, local, to_leader, &message, out)?;
                 self.due.proof = false;
                 return Ok(Some(len));
             }
             Phase::Closing { end } => {
                 let end = *end;
-                let control = if self.due.leave { ControlRepr::Leave } else { ControlRepr::Close { reason: CloseReason::Ended } };
+                let control =
+                    if self.due.leave { ControlRepr::Leave } else { ControlRepr::Close { reason: CloseReason::Ended } };
                 let len = self.seal_control(now, Destination::AllMembers, &control, out)?;
                 self.phase = Phase::Closed { end };
                 self.keys = None;
@@ -974,7 +1058,8 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             return Ok(Some(len));
         }
         if let Some(&(to, capability)) = self.requests.front() {
-            let len = self.seal_control(now, Destination::Member(to), &ControlRepr::CapabilityRequest { capability }, out)?;
+            let len =
+                self.seal_control(now, Destination::Member(to), &ControlRepr::CapabilityRequest { capability }, out)?;
             self.requests.pop_front();
             return Ok(Some(len));
         }
@@ -998,7 +1083,13 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             return Ok(None);
         };
         if let Some(&(to, reason)) = leader.rejects.front() {
-            let len = emit_handshake(session, MemberId::LEADER, Destination::Member(to), &HandshakeRepr::Reject { reason }, out)?;
+            let len = emit_handshake(
+                session,
+                MemberId::LEADER,
+                Destination::Member(to),
+                &HandshakeRepr::Reject { reason },
+                out,
+            )?;
             leader.rejects.pop_front();
             return Ok(Some(len));
         }
@@ -1013,14 +1104,24 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                     let Some(verifier) = &leader.verifier else {
                         continue;
                     };
-                    let message = HandshakeRepr::Challenge { group, salt: verifier.salt(), server_public: handshake.public_key() };
+                    let message = HandshakeRepr::Challenge {
+                        group,
+                        salt: verifier.salt(),
+                        server_public: handshake.public_key(),
+                    };
                     let len = emit_handshake(session, MemberId::LEADER, to, &message, out)?;
                     *due = false;
                     return Ok(Some(len));
                 }
                 SlotPhase::Joined { accept_due: accept @ Some(_), .. } => {
                     let server_proof = accept.unwrap_or_default();
-                    let len = emit_handshake(session, MemberId::LEADER, to, &HandshakeRepr::Accept { server_proof: &server_proof }, out)?;
+                    let len = emit_handshake(
+                        session,
+                        MemberId::LEADER,
+                        to,
+                        &HandshakeRepr::Accept { server_proof: &server_proof },
+                        out,
+                    )?;
                     *accept = None;
                     return Ok(Some(len));
                 }
@@ -1036,7 +1137,13 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         Ok(None)
     }
 
-    fn seal_control(&mut self, now: Instant, destination: Destination, control: &ControlRepr, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+    fn seal_control(
+        &mut self,
+        now: Instant,
+        destination: Destination,
+        control: &ControlRepr,
+        out: &mut [u8],
+    ) -> Result<usize, InsufficientSize> {
         let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
         // Every control message fits MAX_CONTROL_PAYLOAD by construction (bounded names, rosters).
         let len = control.emit_payload(&mut payload).unwrap_or(0);
@@ -1052,7 +1159,14 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
 
     /// Seals the plaintext already at `out[PLAINTEXT_OFFSET..][..plaintext_len]`; the caller has
     /// checked that `out` is large enough and the session is established.
-    fn seal(&mut self, now: Instant, kind: FrameKind, destination: Destination, plaintext_len: usize, out: &mut [u8]) -> usize {
+    fn seal(
+        &mut self,
+        now: Instant,
+        kind: FrameKind,
+        destination: Destination,
+        plaintext_len: usize,
+        out: &mut [u8],
+    ) -> usize {
         let body_len = 12 + plaintext_len + TAG_LEN;
         let header = RoutingHeader {
             kind,
@@ -1146,7 +1260,10 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         self.peers.iter().find(|peer| peer.id == member).and_then(|peer| peer.role)
     }
 
-    fn consent_change(&mut self, change: impl FnOnce(&mut ConsentGuard) -> Result<(), ConsentError>) -> Result<(), ConsentError> {
+    fn consent_change(
+        &mut self,
+        change: impl FnOnce(&mut ConsentGuard) -> Result<(), ConsentError>,
+    ) -> Result<(), ConsentError> {
         if self.config.role != Role::Customer {
             return Err(ConsentError::NotCustomer);
         }
@@ -1201,7 +1318,13 @@ pub fn session_identity(session: u64) -> String<20> {
     identity
 }
 
-fn emit_handshake(session: u64, sender: MemberId, destination: Destination, message: &HandshakeRepr<'_>, out: &mut [u8]) -> Result<usize, InsufficientSize> {
+fn emit_handshake(
+    session: u64,
+    sender: MemberId,
+    destination: Destination,
+    message: &HandshakeRepr<'_>,
+    out: &mut [u8],
+) -> Result<usize, InsufficientSize> {
     let mut body = [0u8; 1 + MAX_PUBLIC_LEN + PROOF_LEN];
     // The largest handshake message (a 3072-bit proof) fits `body` by construction.
     let len = message.emit(&mut body).unwrap_or(0);

@@ -223,7 +223,9 @@ impl ControlRepr {
                 }
                 ControlRepr::Roster { members }
             }
-            message_type::CAPABILITY_REQUEST => ControlRepr::CapabilityRequest { capability: Capability::from_byte(reader.u8()?)? },
+            message_type::CAPABILITY_REQUEST => {
+                ControlRepr::CapabilityRequest { capability: Capability::from_byte(reader.u8()?)? }
+            }
             message_type::CONSENT_STATE => ControlRepr::ConsentState {
                 granted: CapabilitySet::from_bits(reader.u8()?)?,
                 pending: CapabilitySet::from_bits(reader.u8()?)?,
@@ -291,7 +293,11 @@ mod tests {
             assert_eq!(ControlRepr::parse(message.message_type(), &buf[..len]).as_ref(), Some(&message));
             let mut trailing = buf;
             trailing[len] = 0;
-            assert_eq!(ControlRepr::parse(message.message_type(), &trailing[..len + 1]), None, "trailing byte {message:?}");
+            assert_eq!(
+                ControlRepr::parse(message.message_type(), &trailing[..len + 1]),
+                None,
+                "trailing byte {message:?}"
+            );
         }
     }
 

@@ -14,7 +14,7 @@
 
 use crate::crypto::srp::{Group, PROOF_LEN, SALT_LEN};
 
-use super::{Reader, Writer, VERSION};
+use super::{Reader, VERSION, Writer};
 
 /// The endpoint's part in the session, announced when joining and after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -220,7 +220,8 @@ mod tests {
     #[test]
     fn proof_needs_the_leaders_group() {
         let mut buf = [0u8; 400];
-        let len = HandshakeRepr::Proof { client_public: &[1; 256], client_proof: &[2; PROOF_LEN] }.emit(&mut buf).unwrap();
+        let len =
+            HandshakeRepr::Proof { client_public: &[1; 256], client_proof: &[2; PROOF_LEN] }.emit(&mut buf).unwrap();
         assert_eq!(HandshakeRepr::parse(&buf[..len], None), None);
         assert_eq!(HandshakeRepr::parse(&buf[..len], Some(Group::Rfc5054_3072)), None);
     }

@@ -87,11 +87,7 @@ impl Destination {
 
     /// Parses the header byte.
     pub const fn from_byte(byte: u8) -> Destination {
-        if byte == Self::ALL_MEMBERS_BYTE {
-            Destination::AllMembers
-        } else {
-            Destination::Member(MemberId(byte))
-        }
+        if byte == Self::ALL_MEMBERS_BYTE { Destination::AllMembers } else { Destination::Member(MemberId(byte)) }
     }
 
     /// Whether a frame with this destination is meant for `member`.
@@ -290,10 +286,8 @@ impl RoutingHeader {
     /// Parses the header at the start of `bytes`, which may hold only the header or more (the
     /// body is not looked at). This is the relay's routing-only parser.
     pub fn parse(bytes: &[u8]) -> Result<RoutingHeader, WireError> {
-        let header: &[u8; HEADER_LEN] = bytes
-            .get(..HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or(WireError::Truncated)?;
+        let header: &[u8; HEADER_LEN] =
+            bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(WireError::Truncated)?;
         if header[field::VERSION] != VERSION {
             return Err(WireError::UnsupportedVersion);
         }
@@ -519,7 +513,9 @@ mod tests {
     #[test]
     fn frame_checks_exact_length() {
         let mut buf = [0u8; 64];
-        let len = emit_frame(FrameKind::Handshake, 9, MemberId(1), Destination::Member(MemberId::LEADER), b"hello", &mut buf).unwrap();
+        let len =
+            emit_frame(FrameKind::Handshake, 9, MemberId(1), Destination::Member(MemberId::LEADER), b"hello", &mut buf)
+                .unwrap();
         assert_eq!(len, HEADER_LEN + 5);
         let frame = Frame::new_checked(&buf[..len]).unwrap();
         assert_eq!(frame.body(), b"hello");
@@ -530,7 +526,8 @@ mod tests {
     #[test]
     fn emit_into_short_buffer_leaves_it_untouched() {
         let mut buf = [0xAAu8; 20];
-        let err = emit_frame(FrameKind::Handshake, 9, MemberId(1), Destination::AllMembers, &[1; 10], &mut buf).unwrap_err();
+        let err =
+            emit_frame(FrameKind::Handshake, 9, MemberId(1), Destination::AllMembers, &[1; 10], &mut buf).unwrap_err();
         assert_eq!(err, InsufficientSize { required: 26 });
         assert!(buf.iter().all(|&b| b == 0xAA));
     }

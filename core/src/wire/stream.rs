@@ -2,14 +2,14 @@
 
 use core::fmt;
 
-use super::{RoutingHeader, WireError, HEADER_LEN, MAX_FRAME_LEN};
+use super::{HEADER_LEN, MAX_FRAME_LEN, RoutingHeader, WireError};
 
 /// Reassembles whole frames from arbitrary chunks of a byte stream, in a fixed buffer.
 ///
 /// ```
 /// use lifeline_core::wire::StreamDecoder;
 /// # let received: &[u8] = &[];
-/// let mut decoder = StreamDecoder::new();
+/// let mut decoder: StreamDecoder = StreamDecoder::new();
 /// let mut input = received;
 /// while !input.is_empty() {
 ///     let taken = decoder.push(input);
@@ -139,7 +139,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::wire::{emit_frame, Destination, FrameKind, MemberId, MAX_BODY_LEN};
+    use crate::wire::{Destination, FrameKind, MAX_BODY_LEN, MemberId, emit_frame};
     use proptest::prelude::*;
 
     fn frame(body: &[u8], sender: u8) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! A deterministic in-memory simulation of a session: endpoints, a relay that routes by the
 //! cleartext header (as the real relay does, with core's routing parser), virtual time and
 //! seeded randomness. Optional hooks let a test play a hostile relay.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::VecDeque;
@@ -9,7 +10,7 @@ use lifeline_core::session::{Config, Delivery, Event, Pin, Session};
 use lifeline_core::time::{Duration, Instant};
 use lifeline_core::wire::control::ContentType;
 use lifeline_core::wire::handshake::Role;
-use lifeline_core::wire::{Destination, MemberId, RoutingHeader, MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
+use lifeline_core::wire::{Destination, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, MemberId, RoutingHeader};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -34,6 +35,9 @@ pub enum Tamper {
     Duplicate,
 }
 
+/// A hostile relay's decision for each routed frame.
+pub type TamperHook = Box<dyn FnMut(&RoutingHeader, &[u8]) -> Tamper>;
+
 pub struct Sim {
     pub now: Instant,
     pub latency: Duration,
@@ -41,7 +45,7 @@ pub struct Sim {
     in_flight: VecDeque<(Instant, usize, Vec<u8>)>,
     /// Every frame the relay routed, as it saw it.
     pub relayed: Vec<Vec<u8>>,
-    pub tamper: Option<Box<dyn FnMut(&RoutingHeader, &[u8]) -> Tamper>>,
+    pub tamper: Option<TamperHook>,
 }
 
 impl Sim {
@@ -75,7 +79,14 @@ impl Sim {
         self.add_member_with(id, role, pin, seed, |_| {})
     }
 
-    pub fn add_member_with(&mut self, id: u8, role: Role, pin: &str, seed: u64, tweak: impl FnOnce(&mut Config)) -> usize {
+    pub fn add_member_with(
+        &mut self,
+        id: u8,
+        role: Role,
+        pin: &str,
+        seed: u64,
+        tweak: impl FnOnce(&mut Config),
+    ) -> usize {
         let name = match role {
             Role::Customer => "Customer",
             _ => "Second provider",
@@ -87,7 +98,13 @@ impl Sim {
     }
 
     fn push(&mut self, session: TestSession) -> usize {
-        self.nodes.push(Node { session, connected: true, delivered: Vec::new(), events: Vec::new(), refused_frames: 0 });
+        self.nodes.push(Node {
+            session,
+            connected: true,
+            delivered: Vec::new(),
+            events: Vec::new(),
+            refused_frames: 0,
+        });
         self.nodes.len() - 1
     }
 
@@ -128,7 +145,13 @@ impl Sim {
     }
 
     /// Sends application data from node `from` (drains control first, as the contract says).
-    pub fn send(&mut self, from: u8, destination: Destination, content: ContentType, payload: &[u8]) -> Result<(), lifeline_core::session::SendError> {
+    pub fn send(
+        &mut self,
+        from: u8,
+        destination: Destination,
+        content: ContentType,
+        payload: &[u8],
+    ) -> Result<(), lifeline_core::session::SendError> {
         self.flush();
         let mut buf = vec![0u8; MAX_FRAME_LEN];
         let now = self.now;
@@ -215,7 +238,9 @@ impl Sim {
                     continue;
                 }
                 match node.session.handle_frame(now, &mut frame, &mut out) {
-                    Ok(Some(Delivery { from, content, len })) => node.delivered.push((from, content, out[..len].to_vec())),
+                    Ok(Some(Delivery { from, content, len })) => {
+                        node.delivered.push((from, content, out[..len].to_vec()))
+                    }
                     Ok(None) => {}
                     Err(_) => node.refused_frames += 1,
                 }
