@@ -1,2 +1,288 @@
-//! Unit tests of the session endpoint, by state. The multi-endpoint behaviour is in
-//! `tests/simulation.rs`.
+//! Unit tests of the session endpoint, grouped by the state under test. Behaviour across two and
+//! three endpoints (joins, consent, rekeys, a hostile relay) is in `tests/simulation.rs`.
+
+extern crate std;
+use std::vec::Vec;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use super::*;
+use crate::time::Duration;
+use crate::wire::{MAX_FRAME_LEN, MAX_PAYLOAD_LEN};
+
+type TestSession = Session<ChaCha20Rng, 4>;
+const SESSION: u64 = 4242;
+
+fn now() -> Instant {
+    Instant::from_secs(100)
+}
+
+fn leader() -> (TestSession, Pin) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let pin = Pin::generate(&mut rng);
+    let session = Session::new_leader(Config::new(SESSION, MemberId::LEADER, Role::Provider, "Ada"), &pin, rng, now());
+    (session, pin)
+}
+
+fn member(pin: &str) -> TestSession {
+    Session::new_member(
+        Config::new(SESSION, MemberId(1), Role::Customer, "Cy"),
+        pin,
+        ChaCha20Rng::seed_from_u64(2),
+        now(),
+    )
+}
+
+fn drain(session: &mut TestSession) -> Vec<Vec<u8>> {
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let mut frames = Vec::new();
+    while let Ok(Some(t)) = session.poll_transmit(now(), &mut buf) {
+        frames.push(buf[..t.len].to_vec());
+    }
+    frames
+}
+
+/// Delivers every frame from `from` to `to`; returns how many were accepted.
+fn deliver(from: &mut TestSession, to: &mut TestSession) -> usize {
+    let mut out = [0u8; MAX_PAYLOAD_LEN];
+    drain(from).into_iter().filter(|frame| to.handle_frame(now(), &mut frame.clone(), &mut out).is_ok()).count()
+}
+
+fn established() -> (TestSession, TestSession) {
+    let (mut leader, pin) = leader();
+    let mut member = member(pin.as_str());
+    for _ in 0..4 {
+        deliver(&mut member, &mut leader);
+        deliver(&mut leader, &mut member);
+    }
+    assert!(member.is_established());
+    (leader, member)
+}
+
+fn events(session: &mut TestSession) -> Vec<Event> {
+    core::iter::from_fn(|| session.poll_event()).collect()
+}
+
+// ---- member: awaiting the challenge ------------------------------------------------------
+
+#[test]
+fn a_member_starts_with_exactly_one_hello_to_the_leader() {
+    let mut member = member("12345678");
+    let frames = drain(&mut member);
+    assert_eq!(frames.len(), 1);
+    let header = RoutingHeader::parse(&frames[0]).unwrap();
+    assert_eq!((header.kind, header.destination), (FrameKind::Handshake, Destination::Member(MemberId::LEADER)));
+    assert_eq!(HandshakeRepr::parse(&frames[0][HEADER_LEN..], None), Some(HandshakeRepr::hello(Role::Customer)));
+    assert_eq!(member.poll_timeout(), Some(now() + Timeouts::default().handshake));
+}
+
+#[test]
+fn nothing_can_be_sent_before_the_join_completes() {
+    let mut member = member("12345678");
+    let mut out = [0u8; 256];
+    assert_eq!(
+        member.send(now(), Destination::AllMembers, ContentType::Chat, b"hi", &mut out),
+        Err(SendError::NotEstablished)
+    );
+    assert_eq!(member.request(MemberId::LEADER, Capability::ViewScreen), Err(SendError::NotEstablished));
+}
+
+#[test]
+fn a_challenge_from_a_non_leader_is_ignored() {
+    let (mut leader, pin) = leader();
+    let mut member = member(pin.as_str());
+    deliver(&mut member, &mut leader);
+    let mut challenge = drain(&mut leader).remove(0);
+    challenge[12] = 3; // claims to come from member 3
+    let mut out = [0u8; MAX_PAYLOAD_LEN];
+    assert_eq!(member.handle_frame(now(), &mut challenge, &mut out), Err(FrameError::NotForUs));
+}
+
+#[test]
+fn a_rejected_member_ends_with_the_reason() {
+    let mut member = member("1");
+    let mut frame = [0u8; 64];
+    let len = emit_handshake(
+        SESSION,
+        MemberId::LEADER,
+        Destination::Member(MemberId(1)),
+        &HandshakeRepr::Reject { reason: RejectReason::SessionFull },
+        &mut frame,
+    )
+    .unwrap();
+    let mut out = [0u8; MAX_PAYLOAD_LEN];
+    member.handle_frame(now(), &mut frame[..len], &mut out).unwrap();
+    assert_eq!(member.end(), Some(SessionEnd::JoinRejected(RejectReason::SessionFull)));
+    assert_eq!(member.poll_timeout(), None);
+}
+
+// ---- member: awaiting keys ----------------------------------------------------------------
+
+#[test]
+fn a_key_update_for_another_member_is_refused() {
+    let (mut leader, pin) = leader();
+    let mut member = member(pin.as_str());
+    deliver(&mut member, &mut leader);
+    deliver(&mut leader, &mut member);
+    deliver(&mut member, &mut leader);
+    let frames = drain(&mut leader);
+    let mut out = [0u8; MAX_PAYLOAD_LEN];
+    let mut key_update = frames.iter().find(|f| f[1] == FrameKind::KeyUpdate.to_byte()).unwrap().clone();
+    for frame in frames.iter().filter(|f| f[1] == FrameKind::Handshake.to_byte()) {
+        member.handle_frame(now(), &mut frame.clone(), &mut out).unwrap();
+    }
+    let mut tampered = key_update.clone();
+    tampered[HEADER_LEN + 10] ^= 1;
+    assert_eq!(member.handle_frame(now(), &mut tampered, &mut out), Err(FrameError::Unauthentic));
+    assert!(!member.is_established());
+    member.handle_frame(now(), &mut key_update, &mut out).unwrap();
+    assert!(member.is_established());
+}
+
+#[test]
+fn the_join_times_out() {
+    let mut member = member("12345678");
+    drain(&mut member);
+    let deadline = member.poll_timeout().unwrap();
+    member.handle_timeout(deadline - Duration::from_micros(1));
+    assert!(member.end().is_none());
+    member.handle_timeout(deadline);
+    assert_eq!(member.end(), Some(SessionEnd::HandshakeTimeout));
+}
+
+// ---- established ----------------------------------------------------------------------------
+
+#[test]
+fn send_refuses_while_control_frames_wait() {
+    let (_, mut member) = established();
+    member.due.ping = true;
+    let mut out = [0u8; 256];
+    assert_eq!(
+        member.send(now(), Destination::AllMembers, ContentType::Chat, b"hi", &mut out),
+        Err(SendError::TransmitPending)
+    );
+    drain(&mut member);
+    assert!(member.send(now(), Destination::AllMembers, ContentType::Chat, b"hi", &mut out).is_ok());
+}
+
+#[test]
+fn a_short_buffer_is_an_error_and_left_untouched() {
+    let (mut leader, mut member) = established();
+    drain(&mut leader);
+    let mut small = [0xEEu8; 40];
+    assert_eq!(
+        leader.send(now(), Destination::AllMembers, ContentType::Chat, b"hello there", &mut small),
+        Err(SendError::InsufficientSize { required: PLAINTEXT_OFFSET + 2 + 11 + TAG_LEN })
+    );
+    assert!(small.iter().all(|&b| b == 0xEE));
+    leader.due.ping = true;
+    assert_eq!(
+        leader.poll_transmit(now(), &mut small[..20]),
+        Err(InsufficientSize { required: PLAINTEXT_OFFSET + 2 + TAG_LEN })
+    );
+    assert!(small.iter().all(|&b| b == 0xEE));
+    assert_eq!(drain(&mut leader).len(), 1, "the frame stayed queued");
+    // Receiving needs room for a whole payload.
+    let mut buf = [0u8; 256];
+    let len = leader.send(now(), Destination::AllMembers, ContentType::Chat, b"x", &mut buf).unwrap();
+    let mut tiny_out = [0u8; 8];
+    assert_eq!(
+        member.handle_frame(now(), &mut buf[..len], &mut tiny_out),
+        Err(FrameError::InsufficientSize { required: MAX_PAYLOAD_LEN })
+    );
+}
+
+#[test]
+fn compressible_content_is_compressed_and_restored() {
+    let (mut leader, mut member) = established();
+    drain(&mut member);
+    member.consent.request(Capability::FileTransfer);
+    member.grant(Capability::FileTransfer).unwrap();
+    drain(&mut member);
+    let payload = b"log line: everything is fine\n".repeat(100);
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let len = member.send(now(), Destination::Member(MemberId::LEADER), ContentType::File, &payload, &mut buf).unwrap();
+    assert!(len < payload.len() / 4, "compressed to {len} bytes");
+    let mut out = [0u8; MAX_PAYLOAD_LEN];
+    let delivery = leader.handle_frame(now(), &mut buf[..len], &mut out).unwrap().unwrap();
+    assert_eq!(&out[..delivery.len], &payload[..]);
+    // Chat is never compressed, whatever its content.
+    let chat = [b'a'; 1000];
+    let len = member.send(now(), Destination::Member(MemberId::LEADER), ContentType::Chat, &chat, &mut buf).unwrap();
+    assert!(len > chat.len());
+}
+
+#[test]
+fn oversized_payloads_are_refused() {
+    let (mut leader, _) = established();
+    drain(&mut leader);
+    let big = [0u8; MAX_PAYLOAD_LEN + 1];
+    let mut buf = [0u8; MAX_FRAME_LEN + 16];
+    assert_eq!(
+        leader.send(now(), Destination::AllMembers, ContentType::Chat, &big, &mut buf),
+        Err(SendError::PayloadTooLarge)
+    );
+    let max = [7u8; MAX_PAYLOAD_LEN];
+    assert_eq!(leader.send(now(), Destination::AllMembers, ContentType::Chat, &max, &mut buf), Ok(MAX_FRAME_LEN));
+}
+
+#[test]
+fn own_frames_reflected_back_are_refused() {
+    let (mut leader, _) = established();
+    drain(&mut leader);
+    let mut buf = [0u8; 256];
+    let len = leader.send(now(), Destination::AllMembers, ContentType::Chat, b"echo", &mut buf).unwrap();
+    let mut out = [0u8; MAX_PAYLOAD_LEN];
+    assert_eq!(leader.handle_frame(now(), &mut buf[..len], &mut out), Err(FrameError::NotForUs));
+}
+
+#[test]
+fn only_a_customer_grants_and_only_a_provider_requests() {
+    let (mut leader, mut member) = established();
+    assert_eq!(leader.grant(Capability::ViewScreen), Err(ConsentError::NotCustomer));
+    assert_eq!(member.request(MemberId::LEADER, Capability::ViewScreen), Err(SendError::NotProvider));
+    assert_eq!(member.grant(Capability::ViewScreen), Err(ConsentError::NotPending));
+    assert_eq!(leader.request(MemberId::LEADER, Capability::ViewScreen), Err(SendError::InvalidDestination));
+}
+
+#[test]
+fn the_request_queue_is_bounded() {
+    let (mut leader, _) = established();
+    for _ in 0..REQUEST_QUEUE_LEN {
+        leader.request(MemberId(1), Capability::ViewScreen).unwrap();
+    }
+    assert_eq!(leader.request(MemberId(1), Capability::ViewScreen), Err(SendError::QueueFull));
+}
+
+#[test]
+fn undrained_events_are_counted_not_grown() {
+    let (mut leader, _) = established();
+    for _ in 0..EVENT_QUEUE_LEN + 5 {
+        leader.push_event(Event::PinExpired);
+    }
+    assert!(leader.stats().events_lost >= 5);
+    assert_eq!(events(&mut leader).len(), EVENT_QUEUE_LEN);
+}
+
+// ---- closing ---------------------------------------------------------------------------------
+
+#[test]
+fn close_sends_one_farewell_then_nothing() {
+    let (_, mut member) = established();
+    drain(&mut member);
+    member.close(now());
+    assert_eq!(events(&mut member).last(), Some(&Event::Closed { reason: SessionEnd::Local }));
+    assert_eq!(drain(&mut member).len(), 1);
+    assert!(drain(&mut member).is_empty());
+    assert_eq!(member.epoch(), 0, "keys dropped");
+    assert_eq!(member.grant(Capability::ViewScreen), Err(ConsentError::Closed));
+    let mut buf = [0u8; 64];
+    assert_eq!(member.handle_frame(now(), &mut buf, &mut [0u8; 8]), Err(FrameError::Closed));
+}
+
+#[test]
+fn the_identity_is_the_decimal_session_number() {
+    assert_eq!(session_identity(0).as_str(), "0");
+    assert_eq!(session_identity(u64::MAX).as_str(), "18446744073709551615");
+}

@@ -542,6 +542,44 @@ mod tests {
         assert!(reader.is_empty());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_valid_header_round_trips(
+            kind in proptest::sample::select(&[FrameKind::Handshake, FrameKind::KeyUpdate, FrameKind::SecureControl, FrameKind::SecureData, FrameKind::Relay][..]),
+            body_len in (PROTECTED_OVERHEAD as u16)..=(MAX_BODY_LEN as u16),
+            session in 1u64..,
+            sender in 0u8..=0xFE,
+            destination in proptest::prelude::any::<u8>(),
+        ) {
+            let header = RoutingHeader { kind, body_len, session, sender: MemberId(sender), destination: Destination::from_byte(destination) };
+            let mut bytes = [0u8; HEADER_LEN];
+            header.emit(&mut bytes);
+            proptest::prop_assert_eq!(RoutingHeader::parse(&bytes), Ok(header));
+        }
+
+        #[test]
+        fn frames_round_trip_through_emit_and_the_checked_view(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000),
+            session in 1u64..,
+        ) {
+            let mut buf = [0u8; 2100];
+            let len = emit_frame(FrameKind::Handshake, session, MemberId(2), Destination::AllMembers, &body, &mut buf).unwrap();
+            let frame = Frame::new_checked(&buf[..len]).unwrap();
+            proptest::prop_assert_eq!(frame.body(), &body[..]);
+            proptest::prop_assert_eq!(RoutingHeader::parse_frame(&frame).unwrap().session, session);
+        }
+
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let _ = RoutingHeader::parse(&bytes);
+            let _ = Frame::new_checked(&bytes[..]);
+            let _ = handshake::HandshakeRepr::parse(&bytes, Some(crate::crypto::srp::Group::Rfc5054_2048));
+            if let Some((&t, rest)) = bytes.split_first() {
+                let _ = control::ControlRepr::parse(t, rest);
+            }
+        }
+    }
+
     #[test]
     fn writer_reports_overflow() {
         let mut buf = [0u8; 3];
