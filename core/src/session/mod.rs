@@ -243,7 +243,6 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 rejects: Deque::new(),
             }),
             keys: Some(keys),
-            due: Due { announce: true, ..Due::default() },
             ..Self::empty(config, rng, now)
         }
     }
