@@ -302,12 +302,42 @@ fn a_removed_member_cannot_read_what_follows() {
 }
 
 #[test]
-fn a_relay_reported_disconnect_rekeys() {
+fn a_relay_reported_disconnect_rekeys_after_the_reconnect_grace() {
     let mut sim = joined_three();
     sim.disconnect(PROVIDER2);
-    sim.run_for(Duration::from_secs(1));
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.node(CUSTOMER).session.epoch(), 1, "still within the reconnect grace");
+    sim.run_for(Duration::from_secs(30));
     assert_eq!(sim.node(CUSTOMER).session.epoch(), 2);
     assert!(sim.events(CUSTOMER).contains(&Event::MemberLeft { member: MemberId(PROVIDER2) }));
+}
+
+#[test]
+fn a_member_that_reconnects_in_time_resumes_with_its_keys() {
+    let mut sim = Sim::new();
+    let pin = sim.add_leader(1);
+    sim.add_member(CUSTOMER, Role::Customer, pin.as_str(), 2);
+    sim.add_member(PROVIDER2, Role::Provider, pin.as_str(), 3);
+    sim.add_member(3, Role::Provider, pin.as_str(), 4);
+    sim.run_for(Duration::from_secs(1));
+    sim.disconnect(PROVIDER2);
+    sim.run_for(Duration::from_secs(3));
+    // Meanwhile another provider leaves: the group rekeys while provider 2 is away.
+    let now = sim.now;
+    sim.session(3).close(now);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.node(LEADER).session.epoch(), 2);
+    // Provider 2 reconnects (same member id, no new join) and speaks under its old keys: the
+    // leader takes it back and sends it the current epoch.
+    sim.node_mut(PROVIDER2).connected = true;
+    sim.send(PROVIDER2, TO_LEADER, ContentType::Chat, b"back again").unwrap();
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(delivered(&sim, LEADER).last().map(|d| d.2.clone()), Some(b"back again".to_vec()));
+    assert_eq!(sim.node(PROVIDER2).session.epoch(), 2);
+    sim.send(LEADER, Destination::Member(MemberId(PROVIDER2)), ContentType::Chat, b"welcome back").unwrap();
+    sim.run_for(Duration::from_secs(60));
+    assert_eq!(delivered(&sim, PROVIDER2).last().map(|d| d.2.clone()), Some(b"welcome back".to_vec()));
+    assert!(sim.node(LEADER).session.members().any(|(id, _)| id == MemberId(PROVIDER2)), "not removed");
 }
 
 #[test]

@@ -28,6 +28,9 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Keep the previous epoch's keys this long after a rekey (capped at [`MAX_EPOCH_GRACE`]).
     pub epoch_grace: Duration,
+    /// Leader: how long a member whose connection dropped may take to reconnect and resume
+    /// before it is removed and the group rekeyed.
+    pub reconnect_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -37,6 +40,7 @@ impl Default for Timeouts {
             keepalive: Duration::from_secs(10),
             idle: Duration::from_secs(45),
             epoch_grace: Duration::from_secs(5),
+            reconnect_grace: Duration::from_secs(30),
         }
     }
 }

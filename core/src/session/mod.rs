@@ -192,13 +192,16 @@ struct Peer {
     id: MemberId,
     role: Option<Role>,
     last_heard: Instant,
+    /// Leader: when the relay reported this member's connection gone. It has
+    /// [`Timeouts::reconnect_grace`] to come back (resuming with its keys) before it is removed.
+    away_since: Option<Instant>,
     /// Replay windows for the current and previous epochs.
     windows: [(u32, ReplayWindow); 2],
 }
 
 impl Peer {
     fn new(id: MemberId, now: Instant) -> Self {
-        Peer { id, role: None, last_heard: now, windows: [(0, ReplayWindow::new()); 2] }
+        Peer { id, role: None, last_heard: now, away_since: None, windows: [(0, ReplayWindow::new()); 2] }
     }
 
     /// The window for `epoch`, replacing the older slot when the epoch is new.
@@ -385,7 +388,14 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             leader.slots.retain(|slot| {
                 !matches!(slot.phase, SlotPhase::AwaitingProof { .. }) || now < slot.since + timeouts.handshake
             });
-            let silent = self.peers.iter().find(|peer| now >= peer.last_heard + timeouts.idle).map(|peer| peer.id);
+            let silent = self
+                .peers
+                .iter()
+                .find(|peer| {
+                    now >= peer.last_heard + timeouts.idle
+                        || peer.away_since.is_some_and(|since| now >= since + timeouts.reconnect_grace)
+                })
+                .map(|peer| peer.id);
             if let Some(member) = silent {
                 debug!("member {} silent past the idle timeout", member.0);
                 self.drop_member(now, member);
@@ -404,18 +414,21 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         }
     }
 
-    /// The relay reports that `member` disconnected. The leader removes it and rekeys; others
-    /// drop it from their view (the leader's roster confirms).
+    /// The relay reports that `member`'s connection is gone. The leader gives it
+    /// [`Timeouts::reconnect_grace`] to reconnect and resume with its keys, then removes it and
+    /// rekeys. Other members wait for the leader's roster: the relay's word alone changes nothing
+    /// for them.
     pub fn handle_peer_disconnected(&mut self, now: Instant, member: MemberId) {
-        if !self.is_established() || member == self.config.local_id {
+        if !self.is_established() || !self.is_leader() || member == self.config.local_id {
             return;
         }
-        if self.is_leader() {
+        let joining = self.leader.as_ref().is_some_and(|leader| {
+            leader.slots.iter().any(|slot| slot.id == member && matches!(slot.phase, SlotPhase::AwaitingProof { .. }))
+        });
+        if joining {
             self.drop_member(now, member);
-        } else if member == MemberId::LEADER {
-            // The leader may come back through another relay; the idle timer decides.
-        } else if self.remove_peer(member) {
-            self.push_event(Event::MemberLeft { member });
+        } else if let Some(peer) = self.peers.iter_mut().find(|peer| peer.id == member) {
+            peer.away_since.get_or_insert(now);
         }
     }
 
@@ -591,6 +604,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 }
                 for peer in &self.peers {
                     consider(peer.last_heard + timeouts.idle);
+                    if let Some(since) = peer.away_since {
+                        consider(since + timeouts.reconnect_grace);
+                    }
                 }
             }
             None => {
@@ -679,6 +695,11 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             return Err(FrameError::Replayed);
         }
         peer.last_heard = now;
+        if peer.away_since.take().is_some() {
+            // Back after a reconnect: it may have missed a key update while away.
+            debug!("member {} resumed", sender.0);
+            self.resend_keys(sender);
+        }
         let plaintext = frame.get(plaintext).ok_or(FrameError::Malformed)?;
         let (&type_byte, rest) = plaintext.split_first().ok_or(FrameError::Malformed)?;
         let (&flags, payload) = rest.split_first().ok_or(FrameError::Malformed)?;
@@ -1208,6 +1229,17 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         debug!("rekey to epoch {}", epoch);
         self.install_keys(now, keys);
         self.push_event(Event::Rekeyed { epoch });
+    }
+
+    /// Leader: sends `member` the current epoch keys again.
+    fn resend_keys(&mut self, member: MemberId) {
+        if let Some(leader) = &mut self.leader {
+            for slot in leader.slots.iter_mut().filter(|slot| slot.id == member) {
+                if let SlotPhase::Joined { key_update_due, .. } = &mut slot.phase {
+                    *key_update_due = true;
+                }
+            }
+        }
     }
 
     fn install_keys(&mut self, now: Instant, keys: EpochKeys) {

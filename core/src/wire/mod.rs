@@ -20,6 +20,7 @@ mod stream;
 
 pub mod control;
 pub mod handshake;
+pub mod relay;
 
 pub use stream::{DecodeError, StreamDecoder};
 
