@@ -76,7 +76,8 @@ pub fn generate() -> String {
     line("epoch.id", "1");
     line("epoch.encryption_key", &hex(&secret.encryption_key));
     line("epoch.mac_key", &hex(&secret.mac_key));
-    line("key_update.body", &hex(&kek.wrap_epoch(&secret, member)));
+    line("key_update.flags", "0");
+    line("key_update.body", &hex(&kek.wrap_epoch(&secret, member, 0)));
 
     // -- sealed frames -----------------------------------------------------------------------
     let keys = EpochKeys::new(secret);

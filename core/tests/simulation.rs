@@ -43,7 +43,8 @@ fn granted(sim: &mut Sim, capability: Capability) {
 #[test]
 fn two_endpoints_join_and_chat_both_ways() {
     let mut sim = joined_pair();
-    assert!(sim.events(CUSTOMER).contains(&Event::Joined { epoch: 1 }));
+    // The leader moves to a fresh epoch for each newcomer: epoch 1, then 2 once the customer joined.
+    assert!(sim.events(CUSTOMER).contains(&Event::Joined { epoch: 2 }));
     assert!(sim.events(LEADER).contains(&Event::MemberJoined { member: MemberId(CUSTOMER) }));
     assert!(sim.events(CUSTOMER).iter().any(|e| matches!(e, Event::MemberAnnounced { member: MemberId(0), role: Role::Provider, name } if name.as_str() == "Ada (Helpdesk)")));
     assert!(
@@ -272,13 +273,14 @@ fn three_endpoints_fan_out() {
 #[test]
 fn a_member_leaving_moves_the_group_to_a_new_epoch() {
     let mut sim = joined_three();
+    let before = sim.node(LEADER).session.epoch();
     let now = sim.now;
     sim.session(PROVIDER2).close(now);
     sim.run_for(Duration::from_secs(1));
     assert!(sim.events(LEADER).contains(&Event::MemberLeft { member: MemberId(PROVIDER2) }));
     assert!(sim.events(CUSTOMER).contains(&Event::MemberLeft { member: MemberId(PROVIDER2) }));
-    assert!(sim.events(CUSTOMER).contains(&Event::Rekeyed { epoch: 2 }));
-    assert_eq!(sim.node(LEADER).session.epoch(), 2);
+    assert!(sim.events(CUSTOMER).contains(&Event::Rekeyed { epoch: before + 1 }));
+    assert_eq!(sim.node(LEADER).session.epoch(), before + 1);
     assert!(sim.node(CUSTOMER).session.is_established(), "the session goes on");
     sim.send(LEADER, TO_CUSTOMER, ContentType::Chat, b"still here").unwrap();
     sim.run_for(Duration::from_secs(1));
@@ -304,11 +306,12 @@ fn a_removed_member_cannot_read_what_follows() {
 #[test]
 fn a_relay_reported_disconnect_rekeys_after_the_reconnect_grace() {
     let mut sim = joined_three();
+    let before = sim.node(CUSTOMER).session.epoch();
     sim.disconnect(PROVIDER2);
     sim.run_for(Duration::from_secs(5));
-    assert_eq!(sim.node(CUSTOMER).session.epoch(), 1, "still within the reconnect grace");
+    assert_eq!(sim.node(CUSTOMER).session.epoch(), before, "still within the reconnect grace");
     sim.run_for(Duration::from_secs(30));
-    assert_eq!(sim.node(CUSTOMER).session.epoch(), 2);
+    assert_eq!(sim.node(CUSTOMER).session.epoch(), before + 1);
     assert!(sim.events(CUSTOMER).contains(&Event::MemberLeft { member: MemberId(PROVIDER2) }));
 }
 
@@ -320,20 +323,25 @@ fn a_member_that_reconnects_in_time_resumes_with_its_keys() {
     sim.add_member(PROVIDER2, Role::Provider, pin.as_str(), 3);
     sim.add_member(3, Role::Provider, pin.as_str(), 4);
     sim.run_for(Duration::from_secs(1));
+    let before = sim.node(LEADER).session.epoch();
     sim.disconnect(PROVIDER2);
     sim.run_for(Duration::from_secs(3));
-    // Meanwhile another provider leaves: the group rekeys while provider 2 is away.
+    // Meanwhile another provider leaves: the group rekeys while provider 2 is away, and, a
+    // member having departed, nobody keeps the old epoch.
     let now = sim.now;
     sim.session(3).close(now);
     sim.run_for(Duration::from_secs(1));
-    assert_eq!(sim.node(LEADER).session.epoch(), 2);
-    // Provider 2 reconnects (same member id, no new join) and speaks under its old keys: the
-    // leader takes it back and sends it the current epoch.
+    assert_eq!(sim.node(LEADER).session.epoch(), before + 1);
+    // Provider 2 reconnects (same member id, no new join); its transport reports the reconnect,
+    // the engine asks for the current keys, and the session goes on.
     sim.node_mut(PROVIDER2).connected = true;
+    let now = sim.now;
+    sim.session(PROVIDER2).handle_reconnected(now);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.node(PROVIDER2).session.epoch(), before + 1);
     sim.send(PROVIDER2, TO_LEADER, ContentType::Chat, b"back again").unwrap();
     sim.run_for(Duration::from_secs(1));
     assert_eq!(delivered(&sim, LEADER).last().map(|d| d.2.clone()), Some(b"back again".to_vec()));
-    assert_eq!(sim.node(PROVIDER2).session.epoch(), 2);
     sim.send(LEADER, Destination::Member(MemberId(PROVIDER2)), ContentType::Chat, b"welcome back").unwrap();
     sim.run_for(Duration::from_secs(60));
     assert_eq!(delivered(&sim, PROVIDER2).last().map(|d| d.2.clone()), Some(b"welcome back".to_vec()));
@@ -474,8 +482,13 @@ fn frames_moved_to_another_session_or_sender_are_refused() {
 
 #[test]
 fn old_epoch_frames_are_accepted_only_during_the_grace_period() {
-    let mut sim = joined_three();
-    // Seal a frame under epoch 1, hold it, rekey, then deliver it late.
+    // A usage-limit rekey (nobody departed): frames sealed under the old epoch still count for
+    // the grace period, then no more.
+    let mut sim = Sim::new();
+    let pin = sim.add_leader_with(1, |c| c.rekey_after_frames = 4);
+    sim.add_member(CUSTOMER, Role::Customer, pin.as_str(), 2);
+    sim.run_for(Duration::from_secs(1));
+    let before = sim.node(LEADER).session.epoch();
     sim.flush();
     let mut buf = vec![0u8; 2048];
     let now = sim.now;
@@ -483,10 +496,11 @@ fn old_epoch_frames_are_accepted_only_during_the_grace_period() {
     let early = buf[..len].to_vec();
     let len = sim.session(CUSTOMER).send(now, TO_LEADER, ContentType::Chat, b"too late", &mut buf).unwrap();
     let late = buf[..len].to_vec();
-    let now = sim.now;
-    sim.session(LEADER).remove_member(now, MemberId(PROVIDER2));
+    for i in 0..4u8 {
+        sim.send(LEADER, TO_CUSTOMER, ContentType::Chat, &[i]).unwrap();
+    }
     sim.run_for(Duration::from_secs(1));
-    assert_eq!(sim.node(LEADER).session.epoch(), 2);
+    assert_eq!(sim.node(LEADER).session.epoch(), before + 1);
     sim.inject(LEADER, early);
     sim.run_for(Duration::from_secs(1));
     sim.run_for(Duration::from_secs(10));
@@ -494,4 +508,27 @@ fn old_epoch_frames_are_accepted_only_during_the_grace_period() {
     sim.run_for(Duration::from_secs(1));
     let got: Vec<_> = delivered(&sim, LEADER).into_iter().map(|d| d.2).collect();
     assert_eq!(got, [b"late but fine".to_vec()]);
+}
+
+#[test]
+fn after_a_departure_the_old_epoch_is_dead_at_once() {
+    // A removed member still has the old keys: nothing sealed under them may be accepted, not
+    // even inside the grace period, whatever sender id it claims.
+    let mut sim = joined_three();
+    sim.flush();
+    let mut buf = vec![0u8; 2048];
+    let now = sim.now;
+    let len =
+        sim.session(PROVIDER2).send(now, TO_CUSTOMER, ContentType::Chat, b"forged after removal", &mut buf).unwrap();
+    let mut forged = buf[..len].to_vec();
+    forged[12] = LEADER; // pretend to be the leader (the group MAC cannot tell)
+    let stale_mac = forged.clone();
+    let now = sim.now;
+    assert!(sim.session(LEADER).remove_member(now, MemberId(PROVIDER2)));
+    sim.run_for(Duration::from_millis(200));
+    assert!(sim.events(PROVIDER2).contains(&Event::Closed { reason: SessionEnd::Removed }), "told it was removed");
+    sim.inject(CUSTOMER, stale_mac);
+    sim.inject(CUSTOMER, buf[..len].to_vec());
+    sim.run_for(Duration::from_secs(1));
+    assert!(delivered(&sim, CUSTOMER).iter().all(|d| d.2 != b"forged after removal"));
 }

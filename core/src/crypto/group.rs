@@ -3,13 +3,17 @@
 //!
 //! ```text
 //! KEK      = HKDF-SHA1(salt = SRP salt, IKM = K, info = "lifeline v1 key wrap" | session u64 | member u8)[..16]
-//! wrapped  = AES-KW(KEK, epoch u32 | member u8 | 00 00 00 | encryption key [16] | MAC key [32])   (64 bytes)
+//! wrapped  = AES-KW(KEK, epoch u32 | member u8 | flags u8 | 00 00 | encryption key [16] | MAC key [32])   (64 bytes)
 //! KeyUpdate body = epoch u32 | wrapped [64]
 //! ```
 //! K is the member's SRP-6a session key, known only to that member and the leader. The
 //! wrapped plaintext repeats the epoch and names the member, so a wrapped key cannot be replayed
 //! to another member or presented as another epoch; the receiver also requires the epoch to be
 //! newer than the one it has, so an old KeyUpdate replayed by a relay is refused.
+//!
+//! Flag bit 0 ([`FLAG_DEPARTURE`]): the group moved to this epoch because a member left or was
+//! removed. Receivers then drop the previous epoch's keys at once instead of keeping them for
+//! the grace period, so the departed member cannot inject under the old keys.
 
 use core::fmt;
 
@@ -31,6 +35,8 @@ pub const EPOCH_PLAINTEXT_LEN: usize = 4 + 4 + AES_KEY_LEN + MAC_KEY_LEN;
 pub const WRAPPED_LEN: usize = EPOCH_PLAINTEXT_LEN + keywrap::WRAP_OVERHEAD;
 /// Length of a KeyUpdate body.
 pub const KEY_UPDATE_LEN: usize = 4 + WRAPPED_LEN;
+/// Wrapped-plaintext flag: a member departed; accept nothing more under the previous epoch.
+pub const FLAG_DEPARTURE: u8 = 0x01;
 
 /// The key a member and the leader share for wrapping group keys. Zeroized on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -56,11 +62,12 @@ impl KeyWrapKey {
         &self.0
     }
 
-    /// Wraps `secret` for `member`, as a KeyUpdate body.
-    pub fn wrap_epoch(&self, secret: &EpochSecret, member: MemberId) -> [u8; KEY_UPDATE_LEN] {
+    /// Wraps `secret` for `member`, as a KeyUpdate body, with `flags` ([`FLAG_DEPARTURE`]).
+    pub fn wrap_epoch(&self, secret: &EpochSecret, member: MemberId, flags: u8) -> [u8; KEY_UPDATE_LEN] {
         let mut plaintext = zeroize::Zeroizing::new([0u8; EPOCH_PLAINTEXT_LEN]);
         plaintext[..4].copy_from_slice(&secret.epoch.to_be_bytes());
         plaintext[4] = member.0;
+        plaintext[5] = flags & FLAG_DEPARTURE;
         plaintext[8..8 + AES_KEY_LEN].copy_from_slice(&secret.encryption_key);
         plaintext[8 + AES_KEY_LEN..].copy_from_slice(&secret.mac_key);
         let mut body = [0u8; KEY_UPDATE_LEN];
@@ -71,9 +78,10 @@ impl KeyWrapKey {
         body
     }
 
-    /// Unwraps a KeyUpdate body meant for `member`. `None` if it fails the integrity check, names
-    /// another member, or its inner and outer epochs differ.
-    pub fn unwrap_epoch(&self, body: &[u8], member: MemberId) -> Option<EpochSecret> {
+    /// Unwraps a KeyUpdate body meant for `member`, returning the keys and the flags. `None` if it
+    /// fails the integrity check, names another member, has unknown flags, or its inner and outer
+    /// epochs differ.
+    pub fn unwrap_epoch(&self, body: &[u8], member: MemberId) -> Option<(EpochSecret, u8)> {
         let mut reader = Reader::new(body);
         let epoch = reader.u32()?;
         let wrapped = reader.take(WRAPPED_LEN)?;
@@ -85,14 +93,15 @@ impl KeyWrapKey {
         if len != EPOCH_PLAINTEXT_LEN
             || plaintext[..4] != epoch.to_be_bytes()
             || plaintext[4] != member.0
-            || plaintext[5..8] != [0, 0, 0]
+            || plaintext[5] & !FLAG_DEPARTURE != 0
+            || plaintext[6..8] != [0, 0]
         {
             return None;
         }
         let mut secret = EpochSecret { epoch, encryption_key: [0; AES_KEY_LEN], mac_key: [0; MAC_KEY_LEN] };
         secret.encryption_key.copy_from_slice(&plaintext[8..8 + AES_KEY_LEN]);
         secret.mac_key.copy_from_slice(&plaintext[8 + AES_KEY_LEN..]);
-        Some(secret)
+        Some((secret, plaintext[5]))
     }
 }
 
@@ -118,8 +127,9 @@ mod tests {
 
     #[test]
     fn wrap_round_trips_for_its_member_only() {
-        let body = kek(1).wrap_epoch(&secret(4), MemberId(1));
-        let unwrapped = kek(1).unwrap_epoch(&body, MemberId(1)).unwrap();
+        let body = kek(1).wrap_epoch(&secret(4), MemberId(1), FLAG_DEPARTURE);
+        let (unwrapped, flags) = kek(1).unwrap_epoch(&body, MemberId(1)).unwrap();
+        assert_eq!(flags, FLAG_DEPARTURE);
         assert_eq!((unwrapped.epoch, unwrapped.encryption_key, unwrapped.mac_key), (4, [1; 16], [2; 32]));
         assert!(kek(2).unwrap_epoch(&body, MemberId(2)).is_none(), "another member's KEK");
         assert!(kek(1).unwrap_epoch(&body, MemberId(2)).is_none(), "names another member");
@@ -127,7 +137,7 @@ mod tests {
 
     #[test]
     fn outer_epoch_must_match() {
-        let mut body = kek(1).wrap_epoch(&secret(4), MemberId(1));
+        let mut body = kek(1).wrap_epoch(&secret(4), MemberId(1), 0);
         body[3] = 5;
         assert!(kek(1).unwrap_epoch(&body, MemberId(1)).is_none());
     }

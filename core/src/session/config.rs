@@ -96,7 +96,20 @@ impl Config {
         self.rekey_after_frames.clamp(1, DEFAULT_REKEY_AFTER_FRAMES)
     }
 
-    pub(crate) fn epoch_grace(&self) -> Duration {
-        self.timeouts.epoch_grace.min(MAX_EPOCH_GRACE)
+    /// The timers as used: each clamped to a sane range, so no setting can make the engine spin
+    /// (a zero keepalive) or keep stale state for ever.
+    pub(crate) fn timers(&self) -> Timeouts {
+        let t = self.timeouts;
+        let clamp =
+            |value: Duration, low: u64, high: u64| value.max(Duration::from_secs(low)).min(Duration::from_secs(high));
+        let keepalive = clamp(t.keepalive, 1, 300);
+        Timeouts {
+            handshake: clamp(t.handshake, 1, 300),
+            keepalive,
+            // At least three keepalives fit in the idle timeout, so one lost ping ends nothing.
+            idle: clamp(t.idle, 3, 3600).max(Duration::from_micros(keepalive.as_micros().saturating_mul(3))),
+            epoch_grace: t.epoch_grace.min(MAX_EPOCH_GRACE),
+            reconnect_grace: t.reconnect_grace.min(Duration::from_secs(600)),
+        }
     }
 }

@@ -18,14 +18,14 @@ use zeroize::Zeroize;
 
 use crate::compress;
 use crate::consent::{Capability, ConsentError, ConsentGuard, RequestOutcome};
-use crate::crypto::group::{KEY_UPDATE_LEN, KeyWrapKey, generate_epoch};
+use crate::crypto::group::{FLAG_DEPARTURE, KEY_UPDATE_LEN, KeyWrapKey, generate_epoch};
 use crate::crypto::packet::{EpochKeys, PLAINTEXT_OFFSET, SEQUENCE_HARD_LIMIT, frame_epoch};
 use crate::crypto::primitives::TAG_LEN;
 use crate::crypto::replay::ReplayWindow;
 use crate::crypto::srp::{
     self, ClientSession, Group, MAX_PUBLIC_LEN, PRIVATE_LEN, PROOF_LEN, SALT_LEN, ServerHandshake, Verifier,
 };
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::control::{CloseReason, ContentType, ControlRepr, FLAG_COMPRESSED, MAX_ROSTER_LEN};
 use crate::wire::handshake::{HandshakeRepr, RejectReason, Role};
 use crate::wire::{
@@ -37,6 +37,8 @@ pub const EVENT_QUEUE_LEN: usize = 32;
 /// Capability requests a provider may have queued for sending.
 pub const REQUEST_QUEUE_LEN: usize = 8;
 const REJECT_QUEUE_LEN: usize = 4;
+/// A sealed `Close{Removed}`: header, epoch, sequence, type, flags, reason, tag.
+const REMOVAL_NOTICE_LEN: usize = PLAINTEXT_OFFSET + 3 + TAG_LEN;
 /// Smallest payload worth compressing.
 const COMPRESS_MIN_LEN: usize = 64;
 /// Largest control frame this engine writes (an announce or a full roster).
@@ -125,7 +127,15 @@ pub struct Session<R: CryptoRng, const MAX_MEMBERS: usize = 8> {
     due: Due,
     requests: Deque<(MemberId, Capability), REQUEST_QUEUE_LEN>,
     events: Deque<Event, EVENT_QUEUE_LEN>,
-    last_sent: Instant,
+    /// When this endpoint last sent a frame every member receives (keepalive clock).
+    last_broadcast: Instant,
+    /// Leader: when the group last moved to a new epoch (rate-limits rekey requests).
+    last_rekey: Instant,
+    /// Leader: a `Close{Removed}` already sealed under the old epoch for a removed member.
+    removal_notice: Option<([u8; REMOVAL_NOTICE_LEN], usize)>,
+    /// Member: a key request to send (after a reconnect, or on a frame from an unknown newer epoch).
+    key_request_due: bool,
+    last_key_request: Option<Instant>,
     stats: Stats,
 }
 
@@ -172,6 +182,8 @@ struct LeaderState<const N: usize> {
     failures: u8,
     slots: Vec<MemberSlot, N>,
     rejects: Deque<(MemberId, RejectReason), REJECT_QUEUE_LEN>,
+    /// The current epoch began because a member departed (flagged in its key updates).
+    departure_epoch: bool,
 }
 
 struct MemberSlot {
@@ -244,6 +256,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 failures: 0,
                 slots: Vec::new(),
                 rejects: Deque::new(),
+                departure_epoch: false,
             }),
             keys: Some(keys),
             ..Self::empty(config, rng, now)
@@ -280,7 +293,11 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             due: Due::default(),
             requests: Deque::new(),
             events: Deque::new(),
-            last_sent: now,
+            last_broadcast: now,
+            last_rekey: now,
+            removal_notice: None,
+            key_request_due: false,
+            last_key_request: None,
             stats: Stats::default(),
         }
     }
@@ -366,7 +383,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
 
     /// Handles the passing of time: call when the instant from [`poll_timeout`](Self::poll_timeout) is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let timeouts = self.config.timeouts;
+        let timeouts = self.config.timers();
         match &self.phase {
             Phase::AwaitingChallenge { since, .. }
             | Phase::AwaitingServerProof { since, .. }
@@ -398,7 +415,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 .map(|peer| peer.id);
             if let Some(member) = silent {
                 debug!("member {} silent past the idle timeout", member.0);
-                self.drop_member(now, member);
+                self.drop_member(now, member, true);
             }
         } else if self
             .peers
@@ -409,7 +426,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             self.finish(SessionEnd::LeaderLost);
             return;
         }
-        if now >= self.last_sent + timeouts.keepalive {
+        if now >= self.last_broadcast + timeouts.keepalive {
             self.due.ping = true;
         }
     }
@@ -426,9 +443,17 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             leader.slots.iter().any(|slot| slot.id == member && matches!(slot.phase, SlotPhase::AwaitingProof { .. }))
         });
         if joining {
-            self.drop_member(now, member);
+            self.drop_member(now, member, false);
         } else if let Some(peer) = self.peers.iter_mut().find(|peer| peer.id == member) {
             peer.away_since.get_or_insert(now);
+        }
+    }
+
+    /// The transport reconnected to a relay and was admitted again with its old member id. A
+    /// member asks the leader for the current keys, in case the group rekeyed while it was away.
+    pub fn handle_reconnected(&mut self, now: Instant) {
+        if self.is_established() && !self.is_leader() {
+            self.request_keys(now);
         }
     }
 
@@ -553,7 +578,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
 
     /// Leader: removes `member` from the session; the others move to a new epoch it does not get.
     pub fn remove_member(&mut self, now: Instant, member: MemberId) -> bool {
-        self.is_leader() && self.is_established() && self.drop_member(now, member)
+        self.is_leader() && self.is_established() && self.drop_member(now, member, true)
     }
 
     // ---- outputs -----------------------------------------------------------------------
@@ -565,7 +590,6 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         let written = self.next_transmit(now, out)?;
         if let Some(len) = written {
             self.stats.frames_out += 1;
-            self.last_sent = now;
             trace!("transmit {} bytes", len);
         }
         Ok(written.map(|len| Transmit { len }))
@@ -580,7 +604,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     /// is needed (closed).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timeouts = self.config.timeouts;
+        let timeouts = self.config.timers();
         match &self.phase {
             Phase::AwaitingChallenge { since, .. }
             | Phase::AwaitingServerProof { since, .. }
@@ -590,7 +614,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             Phase::Closing { .. } | Phase::Closed { .. } => return None,
             Phase::Established => {}
         }
-        let mut next = self.last_sent + timeouts.keepalive;
+        let mut next = self.last_broadcast + timeouts.keepalive;
         let mut consider = |at: Instant| next = next.min(at);
         if let Some((_, expires)) = &self.previous_keys {
             consider(*expires);
@@ -673,7 +697,13 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         let keys = match (&self.keys, &self.previous_keys) {
             (Some(keys), _) if keys.epoch() == epoch => keys,
             (_, Some((keys, expires))) if keys.epoch() == epoch && now < *expires => keys,
-            _ => return Err(FrameError::Unauthentic),
+            _ => {
+                if epoch > current && !self.is_leader() {
+                    // Frames of an epoch we lack: our key update was lost or overtaken.
+                    self.request_keys(now);
+                }
+                return Err(FrameError::Unauthentic);
+            }
         };
         let sender = header.sender;
         let known = self.peers.iter().any(|peer| peer.id == sender);
@@ -711,7 +741,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 return Err(FrameError::Malformed);
             }
             let control = ControlRepr::parse(type_byte, payload).ok_or(FrameError::Malformed)?;
-            self.handle_control(now, sender, control);
+            self.handle_control(now, sender, epoch == current, control);
             return Ok(None);
         }
         let content = ContentType::from_byte(type_byte).ok_or(FrameError::Malformed)?;
@@ -824,6 +854,15 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                     let _ = leader.rejects.push_back((sender, reason));
                     return Ok(());
                 }
+                if let Some(index) = existing
+                    && let SlotPhase::AwaitingProof { challenge_due, .. } = &mut leader.slots[index].phase
+                {
+                    // A repeated hello (a retry, or a relay replaying it) gets the same challenge:
+                    // replacing the pending handshake would make the real member's proof fail
+                    // and cost it one of the session's attempts.
+                    *challenge_due = true;
+                    return Ok(());
+                }
                 let Some(verifier) = &leader.verifier else {
                     return Err(FrameError::Unexpected);
                 };
@@ -836,12 +875,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                     since: now,
                     phase: SlotPhase::AwaitingProof { handshake, challenge_due: true },
                 };
-                match existing {
-                    Some(index) => leader.slots[index] = slot,
-                    None => {
-                        let _ = leader.slots.push(slot);
-                    }
-                }
+                let _ = leader.slots.push(slot);
                 Ok(())
             }
             HandshakeRepr::Proof { client_public, client_proof } => {
@@ -870,6 +904,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                         self.due.roster = true;
                         self.due.announce = true;
                         self.push_event(Event::MemberJoined { member: sender });
+                        // A new epoch for the newcomer: it cannot read what was sent before it
+                        // joined, even if a relay kept those frames.
+                        self.rekey(now, false);
                         Ok(())
                     }
                     Err(_) => {
@@ -893,6 +930,14 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                     }
                 }
             }
+            HandshakeRepr::KeyRequest => {
+                if leader.slots.iter().any(|slot| slot.id == sender && matches!(slot.phase, SlotPhase::Joined { .. })) {
+                    self.resend_keys(sender);
+                    Ok(())
+                } else {
+                    Err(FrameError::Unexpected)
+                }
+            }
             _ => Err(FrameError::Unexpected),
         }
     }
@@ -902,7 +947,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             return Err(FrameError::Malformed);
         }
         let local = self.config.local_id;
-        let secret = match &self.phase {
+        let (secret, flags) = match &self.phase {
             Phase::AwaitingKeys { kek, .. } => kek.unwrap_epoch(body, local),
             Phase::Established => {
                 let Some(kek) = &self.member_kek else {
@@ -918,7 +963,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             return Err(FrameError::Replayed);
         }
         let epoch = secret.epoch;
-        self.install_keys(now, EpochKeys::new(secret));
+        self.install_keys(now, EpochKeys::new(secret), flags & FLAG_DEPARTURE != 0);
         if let Phase::AwaitingKeys { .. } = self.phase {
             let Phase::AwaitingKeys { kek, .. } = core::mem::replace(&mut self.phase, Phase::Established) else {
                 return Err(FrameError::Unexpected);
@@ -936,7 +981,8 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         Ok(())
     }
 
-    fn handle_control(&mut self, now: Instant, sender: MemberId, control: ControlRepr) {
+    /// `current_epoch`: whether the message came under the current epoch (not the previous one).
+    fn handle_control(&mut self, now: Instant, sender: MemberId, current_epoch: bool, control: ControlRepr) {
         match control {
             ControlRepr::Announce { role, name } => {
                 if let Some(peer) = self.peers.iter_mut().find(|peer| peer.id == sender) {
@@ -982,9 +1028,11 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 self.push_event(Event::PeerConsent { from: sender, granted, pending });
             }
             ControlRepr::Leave => self.peer_left(now, sender),
-            ControlRepr::Close { .. } => {
+            ControlRepr::Close { reason } => {
                 let ends_for_all = sender == MemberId::LEADER || self.peer_role(sender) == Some(Role::Customer);
-                if ends_for_all {
+                if sender == MemberId::LEADER && reason == CloseReason::Removed {
+                    self.finish(SessionEnd::Removed);
+                } else if ends_for_all {
                     self.finish(SessionEnd::EndedBy(sender));
                 } else {
                     self.peer_left(now, sender);
@@ -992,8 +1040,10 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             }
             ControlRepr::Ping => {}
             ControlRepr::RekeyRequest => {
-                if self.is_leader() {
-                    self.rekey(now);
+                // Only requests under the current epoch, at most one rekey a second: a stale or
+                // replayed request must not churn the group's keys.
+                if self.is_leader() && current_epoch && now >= self.last_rekey + Duration::from_secs(1) {
+                    self.rekey(now, false);
                 }
             }
         }
@@ -1052,8 +1102,27 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             Phase::Established => {}
             _ => return Ok(None),
         }
+        if self.key_request_due {
+            let len = emit_handshake(session, local, to_leader, &HandshakeRepr::KeyRequest, out)?;
+            self.key_request_due = false;
+            return Ok(Some(len));
+        }
+        if let Some((notice, len)) = &self.removal_notice {
+            let len = *len;
+            let frame = notice.get(..len).unwrap_or_default();
+            let Some(dst) = out.get_mut(..len) else {
+                return Err(InsufficientSize { required: len });
+            };
+            dst.copy_from_slice(frame);
+            self.removal_notice = None;
+            return Ok(Some(len));
+        }
         if let Some(len) = self.leader_transmit(out)? {
             return Ok(Some(len));
+        }
+        if self.send_sequence >= SEQUENCE_HARD_LIMIT {
+            // Nothing more can be sealed under this epoch; the rekey brings a fresh counter.
+            return Ok(None);
         }
         if self.due.roster && self.is_leader() {
             let mut members = Vec::new();
@@ -1146,7 +1215,8 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                     return Ok(Some(len));
                 }
                 SlotPhase::Joined { kek, key_update_due: due @ true, .. } => {
-                    let body = kek.wrap_epoch(keys.secret(), slot.id);
+                    let flags = if leader.departure_epoch { FLAG_DEPARTURE } else { 0 };
+                    let body = kek.wrap_epoch(keys.secret(), slot.id, flags);
                     let len = emit_frame(FrameKind::KeyUpdate, session, MemberId::LEADER, to, &body, out)?;
                     *due = false;
                     return Ok(Some(len));
@@ -1202,10 +1272,12 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         };
         keys.seal_in_place(&header, self.send_sequence, &mut out[..frame_len]);
         self.send_sequence += 1;
-        self.last_sent = now;
+        if destination == Destination::AllMembers {
+            self.last_broadcast = now;
+        }
         if self.send_sequence >= self.config.rekey_threshold() {
             if self.is_leader() {
-                self.rekey(now);
+                self.rekey(now, false);
             } else if self.send_sequence == self.config.rekey_threshold() {
                 self.due.rekey_request = true;
             }
@@ -1215,19 +1287,27 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
 
     // ---- membership and keys ---------------------------------------------------------------
 
-    fn rekey(&mut self, now: Instant) {
+    /// Leader: moves the group to a new epoch. `departure`: a member left or was removed, so
+    /// nobody keeps the previous epoch's keys (it could inject under them).
+    fn rekey(&mut self, now: Instant, departure: bool) {
         let Some(leader) = &mut self.leader else {
             return;
         };
-        let epoch = self.keys.as_ref().map_or(0, EpochKeys::epoch).saturating_add(1);
+        let Some(epoch) = self.keys.as_ref().map_or(0, EpochKeys::epoch).checked_add(1) else {
+            // 2^32 - 1 epochs: never reuse an id, end instead.
+            self.finish(SessionEnd::ProtocolViolation);
+            return;
+        };
         let keys = EpochKeys::new(generate_epoch(&mut self.rng, epoch));
+        leader.departure_epoch = departure;
+        self.last_rekey = now;
         for slot in leader.slots.iter_mut() {
             if let SlotPhase::Joined { key_update_due, .. } = &mut slot.phase {
                 *key_update_due = true;
             }
         }
         debug!("rekey to epoch {}", epoch);
-        self.install_keys(now, keys);
+        self.install_keys(now, keys, departure);
         self.push_event(Event::Rekeyed { epoch });
     }
 
@@ -1242,16 +1322,27 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         }
     }
 
-    fn install_keys(&mut self, now: Instant, keys: EpochKeys) {
-        if let Some(old) = self.keys.replace(keys) {
-            self.previous_keys = Some((old, now + self.config.epoch_grace()));
-        }
+    fn install_keys(&mut self, now: Instant, keys: EpochKeys, departure: bool) {
+        let old = self.keys.replace(keys);
+        self.previous_keys = match old {
+            Some(old) if !departure => Some((old, now + self.config.timers().epoch_grace)),
+            _ => None,
+        };
         self.send_sequence = 0;
         self.due.rekey_request = false;
     }
 
-    /// Leader: removes a member (joined or joining), tells the others, and rekeys.
-    fn drop_member(&mut self, now: Instant, member: MemberId) -> bool {
+    /// Member: asks the leader for the current keys (at most once a second).
+    fn request_keys(&mut self, now: Instant) {
+        if self.last_key_request.is_none_or(|last| now >= last + Duration::from_secs(1)) {
+            self.key_request_due = true;
+            self.last_key_request = Some(now);
+        }
+    }
+
+    /// Leader: removes a member (joined or joining), tells the others, and rekeys. `notify`: tell
+    /// the member it was removed, sealed under the epoch it still has.
+    fn drop_member(&mut self, now: Instant, member: MemberId, notify: bool) -> bool {
         let Some(leader) = &mut self.leader else {
             return false;
         };
@@ -1261,17 +1352,24 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         let was_joined = matches!(leader.slots[index].phase, SlotPhase::Joined { .. });
         leader.slots.swap_remove(index);
         if was_joined {
+            if notify {
+                let mut notice = [0u8; REMOVAL_NOTICE_LEN];
+                let removed = ControlRepr::Close { reason: CloseReason::Removed };
+                if let Ok(len) = self.seal_control(now, Destination::Member(member), &removed, &mut notice) {
+                    self.removal_notice = Some((notice, len));
+                }
+            }
             self.remove_peer(member);
             self.push_event(Event::MemberLeft { member });
             self.due.roster = true;
-            self.rekey(now);
+            self.rekey(now, true);
         }
         true
     }
 
     fn peer_left(&mut self, now: Instant, member: MemberId) {
         if self.is_leader() {
-            self.drop_member(now, member);
+            self.drop_member(now, member, false);
         } else if self.remove_peer(member) {
             self.push_event(Event::MemberLeft { member });
         }

@@ -286,3 +286,81 @@ fn the_identity_is_the_decimal_session_number() {
     assert_eq!(session_identity(0).as_str(), "0");
     assert_eq!(session_identity(u64::MAX).as_str(), "18446744073709551615");
 }
+
+// ---- leader: joins ---------------------------------------------------------------------------
+
+#[test]
+fn a_repeated_hello_gets_the_same_challenge() {
+    let (mut leader, pin) = leader();
+    let mut member = member(pin.as_str());
+    let hello = drain(&mut member).remove(0);
+    let mut out = [0u8; MAX_PAYLOAD_LEN];
+    leader.handle_frame(now(), &mut hello.clone(), &mut out).unwrap();
+    let first = drain(&mut leader);
+    leader.handle_frame(now(), &mut hello.clone(), &mut out).unwrap();
+    let second = drain(&mut leader);
+    assert_eq!(first, second, "a replayed hello must not replace the pending handshake");
+    for frame in first {
+        member.handle_frame(now(), &mut frame.clone(), &mut out).unwrap();
+    }
+    for _ in 0..3 {
+        deliver(&mut member, &mut leader);
+        deliver(&mut leader, &mut member);
+    }
+    assert!(member.is_established());
+}
+
+#[test]
+fn a_key_request_from_a_stranger_is_ignored() {
+    let (mut leader, _) = established();
+    drain(&mut leader);
+    let mut frame = [0u8; 64];
+    let len = emit_handshake(
+        SESSION,
+        MemberId(3),
+        Destination::Member(MemberId::LEADER),
+        &HandshakeRepr::KeyRequest,
+        &mut frame,
+    )
+    .unwrap();
+    let mut out = [0u8; MAX_PAYLOAD_LEN];
+    assert_eq!(leader.handle_frame(now(), &mut frame[..len], &mut out), Err(FrameError::Unexpected));
+    assert!(drain(&mut leader).is_empty());
+    // From the joined member it is answered with its wrapped keys.
+    let len = emit_handshake(
+        SESSION,
+        MemberId(1),
+        Destination::Member(MemberId::LEADER),
+        &HandshakeRepr::KeyRequest,
+        &mut frame,
+    )
+    .unwrap();
+    leader.handle_frame(now(), &mut frame[..len], &mut out).unwrap();
+    let answer = drain(&mut leader);
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0][1], FrameKind::KeyUpdate.to_byte());
+}
+
+// ---- configuration bounds -----------------------------------------------------------------------
+
+#[test]
+fn timers_cannot_be_set_to_spin_or_to_forever() {
+    let mut config = Config::new(SESSION, MemberId(1), Role::Customer, "Cy");
+    config.timeouts = Timeouts {
+        handshake: Duration::ZERO,
+        keepalive: Duration::ZERO,
+        idle: Duration::ZERO,
+        epoch_grace: Duration::from_secs(1_000_000),
+        reconnect_grace: Duration::from_secs(1_000_000),
+    };
+    let timers = config.timers();
+    assert!(timers.keepalive >= Duration::from_secs(1));
+    assert!(timers.idle >= Duration::from_secs(3));
+    assert!(timers.handshake >= Duration::from_secs(1));
+    assert_eq!(timers.epoch_grace, MAX_EPOCH_GRACE);
+    assert!(timers.reconnect_grace <= Duration::from_secs(600));
+    config.max_join_failures = 200;
+    assert_eq!(config.join_failure_limit(), MAX_JOIN_FAILURES);
+    config.rekey_after_frames = u64::MAX;
+    assert_eq!(config.rekey_threshold(), DEFAULT_REKEY_AFTER_FRAMES);
+}

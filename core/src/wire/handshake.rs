@@ -11,6 +11,11 @@
 //! | 0x03 | `Proof`     | member → leader  | A [group bytes], M1 [20]                      |
 //! | 0x04 | `Accept`    | leader → member  | M2 [20]                                       |
 //! | 0x05 | `Reject`    | leader → member  | reason u8                                     |
+//! | 0x06 | `KeyRequest`| member → leader  | (empty): resend my wrapped epoch keys         |
+//!
+//! `KeyRequest` is unauthenticated on purpose: a joined member that reconnected, or saw frames
+//! of an epoch it lacks, asks for the current keys; the answer is wrapped under that member's own
+//! key-wrap key, so only it can use the answer and a forged request costs one key wrap.
 
 use crate::crypto::srp::{Group, PROOF_LEN, SALT_LEN};
 
@@ -118,6 +123,8 @@ pub enum HandshakeRepr<'a> {
         /// Why.
         reason: RejectReason,
     },
+    /// A joined member asks the leader to send its wrapped epoch keys again.
+    KeyRequest,
 }
 
 mod message_type {
@@ -126,6 +133,7 @@ mod message_type {
     pub(super) const PROOF: u8 = 0x03;
     pub(super) const ACCEPT: u8 = 0x04;
     pub(super) const REJECT: u8 = 0x05;
+    pub(super) const KEY_REQUEST: u8 = 0x06;
 }
 
 impl<'a> HandshakeRepr<'a> {
@@ -148,6 +156,7 @@ impl<'a> HandshakeRepr<'a> {
             }
             message_type::ACCEPT => HandshakeRepr::Accept { server_proof: reader.take(PROOF_LEN)?.try_into().ok()? },
             message_type::REJECT => HandshakeRepr::Reject { reason: RejectReason::from_byte(reader.u8()?)? },
+            message_type::KEY_REQUEST => HandshakeRepr::KeyRequest,
             _ => return None,
         };
         reader.is_empty().then_some(repr)
@@ -181,6 +190,7 @@ impl<'a> HandshakeRepr<'a> {
                 writer.u8(message_type::REJECT);
                 writer.u8(reason.to_byte());
             }
+            HandshakeRepr::KeyRequest => writer.u8(message_type::KEY_REQUEST),
         }
         writer.finish()
     }
@@ -207,12 +217,15 @@ mod tests {
             HandshakeRepr::Proof { client_public: &public, client_proof: &proof },
             HandshakeRepr::Accept { server_proof: &proof },
             HandshakeRepr::Reject { reason: RejectReason::PinExpired },
+            HandshakeRepr::KeyRequest,
         ];
         for message in messages {
             let mut buf = [0u8; 400];
             let len = message.emit(&mut buf).unwrap();
             assert_eq!(HandshakeRepr::parse(&buf[..len], Some(group)), Some(message));
-            assert_eq!(HandshakeRepr::parse(&buf[..len - 1], Some(group)), None, "truncated {message:?}");
+            if len > 1 {
+                assert_eq!(HandshakeRepr::parse(&buf[..len - 1], Some(group)), None, "truncated {message:?}");
+            }
             assert_eq!(HandshakeRepr::parse(&buf[..len + 1], Some(group)), None, "trailing byte {message:?}");
         }
     }

@@ -302,12 +302,9 @@ impl RoutingHeader {
         let session = u64::from_be_bytes(session);
         let sender = MemberId(header[field::SENDER]);
         let destination = Destination::from_byte(header[field::DESTINATION]);
+        // Every destination byte means something (members, 0xFE the relay, 0xFF everyone).
         let reserved_clear = header[field::RESERVED] == [0, 0];
-        let destination_valid = match destination {
-            Destination::AllMembers => true,
-            Destination::Member(id) => id.is_endpoint() || id == MemberId::RELAY,
-        };
-        if session == 0 || !reserved_clear || !destination_valid || sender.0 == 0xFF {
+        if session == 0 || !reserved_clear || sender.0 == 0xFF {
             return Err(WireError::BadField);
         }
         if kind.is_protected() && usize::from(body_len) < PROTECTED_OVERHEAD {
