@@ -229,29 +229,43 @@ fn frame_seeds(root: &Path, session: &[Vec<u8>], join_3072: &[Vec<u8>], rejected
     }
     seeds.done();
 
-    // stream_decoder: (chunk size u8, stream): a few frames back to back, split various ways.
+    // stream_decoder: chunk size u16 LE, repeat count u8, bytes (repeated `repeat + 1` times).
     let mut seeds = Seeds::new(root, "stream_decoder");
+    let seed = |chunk: u16, repeat: u8, bytes: &[u8]| [&chunk.to_le_bytes()[..], &[repeat], bytes].concat();
     let stream = |frames: &[Vec<u8>]| frames.concat();
     let join: Vec<Vec<u8>> = session.iter().filter(|f| kind(f) == FrameKind::Handshake).cloned().collect();
     let protected: Vec<Vec<u8>> = session.iter().filter(|f| kind(f).is_protected()).take(6).cloned().collect();
     let tail: Vec<Vec<u8>> = session[session.len() - 4..].to_vec();
-    for (name, chunk, bytes) in [
-        ("join-whole", 0u8, stream(&join)),
-        ("join-chunks-7", 7, stream(&join)),
-        ("protected-chunks-1", 1, stream(&protected)),
-        ("protected-chunks-16", 16, stream(&protected)),
-        ("protected-chunks-255", 255, stream(&protected)),
-        ("session-end-chunks-33", 33, stream(&tail)),
+    for (name, chunk, repeat, bytes) in [
+        ("join-whole", 0u16, 0u8, stream(&join)),
+        ("join-chunks-7", 7, 0, stream(&join)),
+        ("protected-chunks-1", 1, 0, stream(&protected)),
+        ("protected-chunks-16-repeated", 16, 20, stream(&protected)),
+        ("protected-chunks-255", 255, 0, stream(&protected)),
+        ("session-end-chunks-33", 33, 3, stream(&tail)),
+        ("join-chunks-5000-repeated", 5000, 60, stream(&join)),
     ] {
-        seeds.write(name, &[&[chunk][..], &bytes].concat());
+        seeds.write(name, &seed(chunk, repeat, &bytes));
     }
     // Valid frames followed by a truncated one, and by a bad header (the decoder is poisoned).
     let mut truncated = stream(&protected[..2]);
     truncated.extend_from_slice(&protected[2][..protected[2].len() / 2]);
-    seeds.write("truncated-tail", &[&[5u8][..], &truncated].concat());
+    seeds.write("truncated-tail", &seed(5, 0, &truncated));
     let mut poisoned = stream(&protected[..2]);
     poisoned.extend_from_slice(&[2, 4, 0, 40, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xFF, 0, 0]);
-    seeds.write("bad-version-after-frames", &[&[11u8][..], &poisoned].concat());
+    seeds.write("bad-version-after-frames", &seed(11, 0, &poisoned));
+    // 16 KiB frames: a 4 KiB copy starts with a header whose body spans it and 3 more copies.
+    let mut big = vec![0u8; 4096];
+    let body_len = u16::try_from(4 * big.len() - HEADER_LEN).unwrap();
+    RoutingHeader {
+        kind: FrameKind::SecureData,
+        body_len,
+        session: 99,
+        sender: MEMBER,
+        destination: Destination::AllMembers,
+    }
+    .emit((&mut big[..HEADER_LEN]).try_into().unwrap());
+    seeds.write("max-frames-chunks-3000", &seed(3000, 11, &big));
     seeds.done();
 
     // handshake_message: the bodies of every handshake message, both groups.
@@ -444,6 +458,11 @@ impl Program {
     fn lose(self, leader: bool) -> Self {
         self.op(if leader { LEADER | 14 } else { 14 })
     }
+    fn clock(mut self, micros: u64) -> Self {
+        self.0.push(15);
+        self.0.extend_from_slice(&micros.to_be_bytes());
+        self
+    }
     fn raw_frame(mut self, leader: bool, frame: &[u8]) -> Self {
         self.0.push(if leader { LEADER | 2 } else { 2 });
         self.0.extend_from_slice(&u16::try_from(frame.len()).unwrap().to_be_bytes());
@@ -507,6 +526,10 @@ fn session_seeds(root: &Path, session: &[Vec<u8>]) {
             joined().wait(15).exchange().wait(15).exchange().wait(15).wait(15).wait(15).wait(15).wait(15).exchange(),
         ),
         ("handshake-timeout", Program::default().wait(15).wait(15).exchange()),
+        (
+            "clock-steps-back-then-ends",
+            joined().wait(15).clock(0).exchange().send(true, Chat, b"t", 0).clock(u64::MAX).exchange(),
+        ),
         ("leader-closes", joined().send(true, Chat, b"bye", 0).close(true).exchange()),
         ("customer-closes", granted(ViewScreen).close(false).exchange().send(true, Chat, b"?", 0)),
         ("remove-member", joined().remove().exchange().send(true, Chat, b"still there?", 0).disconnected(true, 1)),

@@ -532,3 +532,72 @@ fn after_a_departure_the_old_epoch_is_dead_at_once() {
     sim.run_for(Duration::from_secs(1));
     assert!(delivered(&sim, CUSTOMER).iter().all(|d| d.2 != b"forged after removal"));
 }
+
+#[test]
+fn a_member_that_skipped_a_departure_epoch_keeps_no_grace() {
+    let mut sim = Sim::new();
+    let pin = sim.add_leader(1);
+    sim.add_member(CUSTOMER, Role::Customer, pin.as_str(), 2);
+    sim.add_member(PROVIDER2, Role::Provider, pin.as_str(), 3);
+    sim.run_for(Duration::from_secs(1));
+    // A frame the soon-removed provider seals under the epoch everyone has now.
+    sim.flush();
+    let mut buf = vec![0u8; 2048];
+    let now = sim.now;
+    let len = sim.session(PROVIDER2).send(now, TO_CUSTOMER, ContentType::Chat, b"injected", &mut buf).unwrap();
+    let injected = buf[..len].to_vec();
+    // The customer is away while provider 2 is removed (a departure epoch it never receives),
+    // then a newcomer joins (an ordinary epoch), then the customer comes back and asks for keys.
+    sim.disconnect(CUSTOMER);
+    let now = sim.now;
+    sim.session(LEADER).remove_member(now, MemberId(PROVIDER2));
+    sim.run_for(Duration::from_secs(1));
+    sim.add_member(4, Role::Provider, pin.as_str(), 5);
+    sim.run_for(Duration::from_secs(1));
+    sim.node_mut(CUSTOMER).connected = true;
+    let now = sim.now;
+    sim.session(CUSTOMER).handle_reconnected(now);
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(sim.node(CUSTOMER).session.epoch(), sim.node(LEADER).session.epoch());
+    sim.inject(CUSTOMER, injected);
+    sim.run_for(Duration::from_secs(1));
+    assert!(delivered(&sim, CUSTOMER).iter().all(|d| d.2 != b"injected"), "the removed member's epoch is dead");
+}
+
+#[test]
+fn members_removed_back_to_back_are_both_removed() {
+    let mut sim = Sim::new();
+    let pin = sim.add_leader(1);
+    sim.add_member(CUSTOMER, Role::Customer, pin.as_str(), 2);
+    sim.add_member(PROVIDER2, Role::Provider, pin.as_str(), 3);
+    sim.add_member(3, Role::Provider, pin.as_str(), 4);
+    sim.run_for(Duration::from_secs(1));
+    let now = sim.now;
+    assert!(sim.session(LEADER).remove_member(now, MemberId(PROVIDER2)));
+    assert!(sim.session(LEADER).remove_member(now, MemberId(3)));
+    sim.run_for(Duration::from_secs(1));
+    // The first is told at once; the second was still owed the new epoch's keys, so it learns
+    // when the leader falls silent for it (idle timeout).
+    assert!(sim.events(PROVIDER2).contains(&Event::Closed { reason: SessionEnd::Removed }));
+    sim.run_for(Duration::from_secs(60));
+    assert!(sim.node(3).session.end().is_some());
+    assert!(sim.node(CUSTOMER).session.is_established());
+    let mut members: Vec<_> = sim.node(CUSTOMER).session.members().map(|(id, _)| id.0).collect();
+    members.sort();
+    assert_eq!(members, [0]);
+}
+
+#[test]
+fn rekey_requests_inside_the_rate_limit_are_postponed_not_lost() {
+    let mut sim = Sim::new();
+    let pin = sim.add_leader(1);
+    sim.add_member_with(CUSTOMER, Role::Customer, pin.as_str(), 2, |c| c.rekey_after_frames = 4);
+    sim.run_for(Duration::from_millis(500));
+    let before = sim.node(LEADER).session.epoch();
+    for i in 0..40u8 {
+        sim.send(CUSTOMER, TO_LEADER, ContentType::Chat, &[i]).unwrap();
+        sim.run_for(Duration::from_millis(100));
+    }
+    assert!(sim.node(LEADER).session.epoch() >= before + 3, "epoch {} from {before}", sim.node(LEADER).session.epoch());
+    assert_eq!(delivered(&sim, LEADER).len(), 40);
+}

@@ -22,7 +22,7 @@ pub const DEFAULT_REKEY_AFTER_FRAMES: u64 = 1 << 30;
 pub struct Timeouts {
     /// A join (hello to keys) must complete within this.
     pub handshake: Duration,
-    /// Send a keepalive after this long without sending anything.
+    /// Send a keepalive to all members after this long without a frame to all members.
     pub keepalive: Duration,
     /// A peer silent for this long is gone (the leader removes it; a member loses the leader).
     pub idle: Duration,

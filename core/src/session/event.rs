@@ -111,7 +111,8 @@ pub enum SessionEnd {
     HandshakeTimeout,
     /// Nothing heard from the leader for the idle timeout.
     LeaderLost,
-    /// The leader sent something that breaks the protocol during the join.
+    /// The leader sent something that breaks the protocol during the join, or (leader) the
+    /// session ran out of epoch ids.
     ProtocolViolation,
 }
 
@@ -128,7 +129,7 @@ impl fmt::Display for SessionEnd {
             SessionEnd::LeaderNotAuthentic => f.write_str("the session leader failed to prove it knows the PIN"),
             SessionEnd::HandshakeTimeout => f.write_str("join timed out"),
             SessionEnd::LeaderLost => f.write_str("lost contact with the session leader"),
-            SessionEnd::ProtocolViolation => f.write_str("protocol violation during join"),
+            SessionEnd::ProtocolViolation => f.write_str("protocol violation"),
         }
     }
 }

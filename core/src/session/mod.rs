@@ -39,6 +39,7 @@ pub const REQUEST_QUEUE_LEN: usize = 8;
 const REJECT_QUEUE_LEN: usize = 4;
 /// A sealed `Close{Removed}`: header, epoch, sequence, type, flags, reason, tag.
 const REMOVAL_NOTICE_LEN: usize = PLAINTEXT_OFFSET + 3 + TAG_LEN;
+const REMOVAL_NOTICE_QUEUE_LEN: usize = 4;
 /// Smallest payload worth compressing.
 const COMPRESS_MIN_LEN: usize = 64;
 /// Largest control frame this engine writes (an announce or a full roster).
@@ -132,7 +133,10 @@ pub struct Session<R: CryptoRng, const MAX_MEMBERS: usize = 8> {
     /// Leader: when the group last moved to a new epoch (rate-limits rekey requests).
     last_rekey: Instant,
     /// Leader: a `Close{Removed}` already sealed under the old epoch for a removed member.
-    removal_notice: Option<([u8; REMOVAL_NOTICE_LEN], usize)>,
+    removal_notices: Deque<([u8; REMOVAL_NOTICE_LEN], usize), REMOVAL_NOTICE_QUEUE_LEN>,
+    /// Leader: a member asked for a rekey within a second of the last one; done when the
+    /// second has passed.
+    rekey_postponed: bool,
     /// Member: a key request to send (after a reconnect, or on a frame from an unknown newer epoch).
     key_request_due: bool,
     last_key_request: Option<Instant>,
@@ -295,7 +299,8 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             events: Deque::new(),
             last_broadcast: now,
             last_rekey: now,
-            removal_notice: None,
+            removal_notices: Deque::new(),
+            rekey_postponed: false,
             key_request_due: false,
             last_key_request: None,
             stats: Stats::default(),
@@ -425,6 +430,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         {
             self.finish(SessionEnd::LeaderLost);
             return;
+        }
+        if self.rekey_postponed && now >= self.last_rekey + Duration::from_secs(1) {
+            self.rekey(now, false);
         }
         if now >= self.last_broadcast + timeouts.keepalive {
             self.due.ping = true;
@@ -618,6 +626,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         let mut consider = |at: Instant| next = next.min(at);
         if let Some((_, expires)) = &self.previous_keys {
             consider(*expires);
+        }
+        if self.rekey_postponed {
+            consider(self.last_rekey + Duration::from_secs(1));
         }
         match &self.leader {
             Some(leader) => {
@@ -963,7 +974,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             return Err(FrameError::Replayed);
         }
         let epoch = secret.epoch;
-        self.install_keys(now, EpochKeys::new(secret), flags & FLAG_DEPARTURE != 0);
+        // A skipped epoch may have been a departure this member never heard of: keep no grace.
+        let skipped = self.epoch() != 0 && Some(epoch) != self.epoch().checked_add(1);
+        self.install_keys(now, EpochKeys::new(secret), flags & FLAG_DEPARTURE != 0 || skipped);
         if let Phase::AwaitingKeys { .. } = self.phase {
             let Phase::AwaitingKeys { kek, .. } = core::mem::replace(&mut self.phase, Phase::Established) else {
                 return Err(FrameError::Unexpected);
@@ -1042,8 +1055,12 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             ControlRepr::RekeyRequest => {
                 // Only requests under the current epoch, at most one rekey a second: a stale or
                 // replayed request must not churn the group's keys.
-                if self.is_leader() && current_epoch && now >= self.last_rekey + Duration::from_secs(1) {
-                    self.rekey(now, false);
+                if self.is_leader() && current_epoch {
+                    if now >= self.last_rekey + Duration::from_secs(1) {
+                        self.rekey(now, false);
+                    } else {
+                        self.rekey_postponed = true;
+                    }
                 }
             }
         }
@@ -1093,11 +1110,16 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 let end = *end;
                 let control =
                     if self.due.leave { ControlRepr::Leave } else { ControlRepr::Close { reason: CloseReason::Ended } };
-                let len = self.seal_control(now, Destination::AllMembers, &control, out)?;
+                // At the usage limit nothing may be sealed any more, not even the farewell.
+                let len = if self.send_sequence < SEQUENCE_HARD_LIMIT {
+                    Some(self.seal_control(now, Destination::AllMembers, &control, out)?)
+                } else {
+                    None
+                };
                 self.phase = Phase::Closed { end };
                 self.keys = None;
                 self.previous_keys = None;
-                return Ok(Some(len));
+                return Ok(len);
             }
             Phase::Established => {}
             _ => return Ok(None),
@@ -1107,14 +1129,14 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             self.key_request_due = false;
             return Ok(Some(len));
         }
-        if let Some((notice, len)) = &self.removal_notice {
+        if let Some((notice, len)) = self.removal_notices.front() {
             let len = *len;
             let frame = notice.get(..len).unwrap_or_default();
             let Some(dst) = out.get_mut(..len) else {
                 return Err(InsufficientSize { required: len });
             };
             dst.copy_from_slice(frame);
-            self.removal_notice = None;
+            self.removal_notices.pop_front();
             return Ok(Some(len));
         }
         if let Some(len) = self.leader_transmit(out)? {
@@ -1301,6 +1323,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         let keys = EpochKeys::new(generate_epoch(&mut self.rng, epoch));
         leader.departure_epoch = departure;
         self.last_rekey = now;
+        self.rekey_postponed = false;
         for slot in leader.slots.iter_mut() {
             if let SlotPhase::Joined { key_update_due, .. } = &mut slot.phase {
                 *key_update_due = true;
@@ -1350,13 +1373,19 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             return false;
         };
         let was_joined = matches!(leader.slots[index].phase, SlotPhase::Joined { .. });
+        // A member still owed the current epoch's keys could not read a notice sealed with them.
+        let has_current_keys =
+            matches!(leader.slots[index].phase, SlotPhase::Joined { key_update_due: false, accept_due: None, .. });
         leader.slots.swap_remove(index);
         if was_joined {
-            if notify {
+            if notify && has_current_keys {
                 let mut notice = [0u8; REMOVAL_NOTICE_LEN];
                 let removed = ControlRepr::Close { reason: CloseReason::Removed };
                 if let Ok(len) = self.seal_control(now, Destination::Member(member), &removed, &mut notice) {
-                    self.removal_notice = Some((notice, len));
+                    if self.removal_notices.is_full() {
+                        self.removal_notices.pop_front();
+                    }
+                    let _ = self.removal_notices.push_back((notice, len));
                 }
             }
             self.remove_peer(member);
