@@ -410,6 +410,9 @@ impl Program {
     fn exchange(self) -> Self {
         self.op(0)
     }
+    fn restart_member(self) -> Self {
+        self.op(1)
+    }
     fn request(self, capability: Capability) -> Self {
         self.op((capability.to_byte() << 4) | 4)
     }
@@ -525,7 +528,19 @@ fn session_seeds(root: &Path, session: &[Vec<u8>]) {
             "keepalive-then-idle",
             joined().wait(15).exchange().wait(15).exchange().wait(15).wait(15).wait(15).wait(15).wait(15).exchange(),
         ),
-        ("handshake-timeout", Program::default().wait(15).wait(15).exchange()),
+        (
+            // The leader removes the member, whose app rejoins; old frames are replayed.
+            "member-rejoins",
+            joined()
+                .send(false, Chat, b"before", 0)
+                .remove()
+                .exchange()
+                .restart_member()
+                .exchange()
+                .replay(8)
+                .send(true, Chat, b"welcome back", 0)
+                .replay(0),
+        ),
         (
             "clock-steps-back-then-ends",
             joined().wait(15).clock(0).exchange().send(true, Chat, b"t", 0).clock(u64::MAX).exchange(),

@@ -1,0 +1,315 @@
+//! Real processes on loopback: the `lifeline-relay` binary with a throw-away dev PKI, and
+//! `lifeline support` / `lifeline join` with piped standard streams.
+//!
+//! The relay binary is the workspace's own: `LIFELINE_RELAY_BIN` if set, else it is built once
+//! per test binary with `cargo build -p lifeline-relay --profile test` (the cargo running the
+//! tests, same target folder and profile as this test binary), a no-op when it is fresh.
+//! So a test never depends on a relay or a session a developer happens to have running.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const LIMIT: Duration = Duration::from_secs(40);
+
+/// The `lifeline` binary under test.
+pub fn lifeline_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lifeline"))
+}
+
+/// The `lifeline-relay` binary, built on first use.
+pub fn relay_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("LIFELINE_RELAY_BIN") {
+            return PathBuf::from(path);
+        }
+        // This test runs from <target>/<profile dir>/deps/; cargo puts binaries one level up.
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target profile folder").to_owned();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "lifeline-relay", "--bin", "lifeline-relay"]);
+        // The profile this test was built with, so the relay shares its compiled dependencies
+        // (the `test` profile writes to the same `debug` folder as `dev`).
+        if profile_dir.file_name().is_some_and(|name| name == "release") {
+            build.arg("--release");
+        } else {
+            build.args(["--profile", "test"]);
+        }
+        let status = build.status().expect("run cargo build for lifeline-relay");
+        assert!(status.success(), "cargo build -p lifeline-relay failed");
+        let bin = profile_dir.join(format!("lifeline-relay{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "no relay binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A folder under the system temp folder, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("lifeline-desktop-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A development PKI made by `lifeline-relay pki init`.
+pub fn dev_pki(parent: &Path, name: &str) -> PathBuf {
+    let dir = parent.join(name);
+    let output = Command::new(relay_bin()).arg("pki").arg("init").arg(&dir).output().unwrap();
+    assert!(output.status.success(), "pki init: {}", String::from_utf8_lossy(&output.stderr));
+    dir
+}
+
+/// A relay named "local" on two loopback ports, with the dev PKI in `dir`.
+pub struct Relay {
+    pub ports: [u16; 2],
+    config: PathBuf,
+    child: Option<Child>,
+    pub output: Output,
+}
+
+impl Relay {
+    pub fn start(dir: &Path) -> Relay {
+        let ports = [free_port(), free_port()];
+        let config = dir.join("test-relay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "name = \"local\"\nlisten = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\nmetrics_listen = \"127.0.0.1:{}\"\n\n\
+                 [tls]\ncert = \"relay-local.pem\"\nkey = \"relay-local.key\"\nca = \"ca.pem\"\n\n\
+                 [tickets]\nverify_key = \"ticket-verify.pem\"\n",
+                ports[0],
+                ports[1],
+                free_port()
+            ),
+        )
+        .unwrap();
+        let mut relay = Relay { ports, config, child: None, output: Output::default() };
+        relay.spawn();
+        relay
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(relay_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.output = Output::capture(&mut child);
+        self.child = Some(child);
+        self.output.expect_stdout("ready", LIMIT);
+    }
+
+    /// `--relay` for these ports.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{},{}", self.ports[0], self.ports[1])
+    }
+
+    /// Kills the relay (no GoAway: as a crash would), then starts it again on the same ports.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Lines a child writes, read on background threads.
+#[derive(Default)]
+pub struct Output {
+    lines: Option<Receiver<(Stream, String)>>,
+    /// Everything read so far (both streams), for failure messages.
+    pub transcript: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Output {
+    fn capture(child: &mut Child) -> Output {
+        let (sender, receiver) = channel();
+        let transcript = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let stderr = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for (stream, reader) in [(Stream::Stdout, stdout), (Stream::Stderr, stderr)] {
+            let Some(reader) = reader else { continue };
+            let (sender, transcript) = (sender.clone(), Arc::clone(&transcript));
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines() {
+                    let Ok(line) = line else { break };
+                    transcript.lock().unwrap().push(format!("{stream:?}: {line}"));
+                    if sender.send((stream, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Output { lines: Some(receiver), transcript }
+    }
+
+    /// Waits for a line on `stream` containing `needle`; returns it.
+    pub fn expect(&self, stream: Stream, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        let lines = self.lines.as_ref().expect("captured output");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok((from, line)) if from == stream && line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no {stream:?} line with {needle:?} within {limit:?}; transcript:\n{}",
+                    self.transcript.lock().unwrap().join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "output ended before a {stream:?} line with {needle:?}; transcript:\n{}",
+                    self.transcript.lock().unwrap().join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits until both streams are closed (the process exited) and returns the whole
+    /// transcript, each line prefixed with its stream.
+    pub fn finish(&self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        if let Some(lines) = &self.lines {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match lines.recv_timeout(left) {
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        self.transcript.lock().unwrap().join("\n")
+    }
+
+    pub fn expect_stdout(&self, needle: &str, limit: Duration) -> String {
+        self.expect(Stream::Stdout, needle, limit)
+    }
+
+    pub fn expect_stderr(&self, needle: &str, limit: Duration) -> String {
+        self.expect(Stream::Stderr, needle, limit)
+    }
+}
+
+/// A running `lifeline` process.
+pub struct App {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub output: Output,
+}
+
+impl App {
+    pub fn start<I, S>(args: I) -> App
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = Command::new(lifeline_bin())
+            .args(args)
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env("LIFELINE_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let output = Output::capture(&mut child);
+        App { child, stdin, output }
+    }
+
+    /// Types a line.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn expect(&self, needle: &str) -> String {
+        self.output.expect_stdout(needle, LIMIT)
+    }
+
+    pub fn expect_error(&self, needle: &str) -> String {
+        self.output.expect_stderr(needle, LIMIT)
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "lifeline did not exit within {limit:?}; transcript:\n{}",
+                    self.output.transcript.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The digits of a line such as "    Session number:  123 456 789".
+pub fn digits_after(line: &str, label: &str) -> String {
+    let (_, rest) = line.split_once(label).unwrap_or(("", line));
+    rest.chars().filter(char::is_ascii_digit).collect()
+}

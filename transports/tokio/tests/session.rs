@@ -1,0 +1,247 @@
+//! Whole sessions through a relay stand-in on loopback: join, chat, consent, wrong PIN, the
+//! end of a session, reconnection with resumption, `GoAway`, and the retry budget.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use lifeline_core::consent::Capability;
+use lifeline_core::session::{Config, Event, Pin, SessionEnd};
+use lifeline_core::wire::handshake::{RejectReason, Role};
+use lifeline_core::wire::relay::RefusalReason;
+use lifeline_core::wire::{Destination, MemberId};
+use lifeline_transport_tokio::{
+    Backoff, CloseCause, ConnectError, ConnectionState, Join, RelayAddress, SessionEvents, SessionHandle, SessionSpec,
+    TransportConfig, TransportEvent, os_rng, spawn_session,
+};
+use support::{TestPki, TestRelay, closed_port, wait_closed, wait_for};
+
+const SESSION: u64 = 482_913_570;
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn transport(pki: &TestPki, ports: &[u16]) -> TransportConfig {
+    let relays = ports.iter().map(|&port| RelayAddress::new("127.0.0.1").with_ports(vec![port])).collect();
+    let mut config = TransportConfig::new(relays, pki.client());
+    config.backoff = Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(200) };
+    config
+}
+
+fn leader(config: TransportConfig, pin: &Pin) -> (SessionHandle, SessionEvents) {
+    let spec = SessionSpec {
+        config: Config::new(SESSION, MemberId::LEADER, Role::Provider, "Ada (Helpdesk)"),
+        join: Join::Leader(pin.clone()),
+        ticket: b"leader".to_vec(),
+    };
+    spawn_session(config, spec)
+}
+
+fn member(config: TransportConfig, pin: &str) -> (SessionHandle, SessionEvents) {
+    let spec = SessionSpec {
+        config: Config::new(SESSION, MemberId(1), Role::Customer, "Customer"),
+        join: Join::Member(Pin::from_str_truncated(pin)),
+        ticket: b"member".to_vec(),
+    };
+    spawn_session(config, spec)
+}
+
+async fn connected(events: &mut SessionEvents) -> (u16, MemberId, bool) {
+    wait_for(events, LIMIT, "Connected", |event| match event {
+        TransportEvent::Connection(ConnectionState::Connected { port, member, resumed, .. }) => {
+            Some((*port, *member, *resumed))
+        }
+        _ => None,
+    })
+    .await
+}
+
+async fn chat_from(events: &mut SessionEvents, text: &str) -> MemberId {
+    wait_for(events, LIMIT, text, |event| match event {
+        TransportEvent::Data(data) if data.payload == text.as_bytes() => Some(data.from),
+        _ => None,
+    })
+    .await
+}
+
+async fn joined(events: &mut SessionEvents) {
+    wait_for(events, LIMIT, "Joined", |event| {
+        matches!(event, TransportEvent::Session(Event::Joined { .. })).then_some(())
+    })
+    .await;
+}
+
+/// A leader and a joined member on `relay`.
+async fn pair(pki: &TestPki, ports: &[u16]) -> (SessionHandle, SessionEvents, SessionHandle, SessionEvents) {
+    let pin = Pin::generate(&mut os_rng());
+    let (provider, mut provider_events) = leader(transport(pki, ports), &pin);
+    assert_eq!(connected(&mut provider_events).await, (ports[0], MemberId::LEADER, false));
+    let (customer, mut customer_events) = member(transport(pki, ports), pin.as_str());
+    let (_, id, _) = connected(&mut customer_events).await;
+    assert_eq!(id, MemberId(1));
+    joined(&mut customer_events).await;
+    wait_for(&mut provider_events, LIMIT, "the customer's announce", |event| match event {
+        TransportEvent::Session(Event::MemberAnnounced { name, role: Role::Customer, .. }) if name == "Customer" => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    (provider, provider_events, customer, customer_events)
+}
+
+#[tokio::test]
+async fn provider_and_customer_chat_and_the_customer_ends_the_session() {
+    let pki = TestPki::new("relay");
+    let relay = TestRelay::start(&pki, 1).await;
+    let (provider, mut provider_events, customer, mut customer_events) = pair(&pki, &relay.ports).await;
+
+    provider.chat("Hi, I'm Ada.").await.unwrap();
+    assert_eq!(chat_from(&mut customer_events, "Hi, I'm Ada.").await, MemberId::LEADER);
+    customer.chat("Hello Ada").await.unwrap();
+    assert_eq!(chat_from(&mut provider_events, "Hello Ada").await, MemberId(1));
+
+    // Consent: the provider asks, the customer's user allows, the provider sees it.
+    provider.request(MemberId(1), Capability::ViewScreen).await.unwrap();
+    wait_for(&mut customer_events, LIMIT, "the prompt", |event| match event {
+        TransportEvent::Session(Event::ConsentRequested { from: MemberId::LEADER, capability }) => Some(*capability),
+        _ => None,
+    })
+    .await;
+    customer.grant(Capability::ViewScreen).await.unwrap();
+    wait_for(&mut provider_events, LIMIT, "the grant", |event| match event {
+        TransportEvent::Session(Event::PeerConsent { granted, .. }) => {
+            granted.contains(Capability::ViewScreen).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    customer
+        .send(
+            Destination::Member(MemberId::LEADER),
+            lifeline_core::wire::control::ContentType::Screen,
+            b"tile".to_vec(),
+        )
+        .await
+        .unwrap();
+    wait_for(&mut provider_events, LIMIT, "a screen tile", |event| match event {
+        TransportEvent::Data(data) if data.payload == b"tile" => Some(()),
+        _ => None,
+    })
+    .await;
+
+    customer.close().await;
+    assert_eq!(wait_closed(&mut customer_events, LIMIT).await, CloseCause::Session(SessionEnd::Local));
+    assert_eq!(wait_closed(&mut provider_events, LIMIT).await, CloseCause::Session(SessionEnd::EndedBy(MemberId(1))));
+    assert_eq!(customer.chat("too late").await, Err(lifeline_core::session::SendError::Closed));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_pin_is_rejected() {
+    let pki = TestPki::new("relay");
+    let relay = TestRelay::start(&pki, 1).await;
+    let pin = Pin::generate(&mut os_rng());
+    let (_provider, mut provider_events) = leader(transport(&pki, &relay.ports), &pin);
+    connected(&mut provider_events).await;
+    let wrong = if pin.as_str() == "00000000" { "11111111" } else { "00000000" };
+    let (_customer, mut customer_events) = member(transport(&pki, &relay.ports), wrong);
+    assert_eq!(
+        wait_closed(&mut customer_events, LIMIT).await,
+        CloseCause::Session(SessionEnd::JoinRejected(RejectReason::BadProof))
+    );
+    wait_for(&mut provider_events, LIMIT, "JoinFailed", |event| match event {
+        TransportEvent::Session(Event::JoinFailed { failures: 1, .. }) => Some(()),
+        _ => None,
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn both_sides_reconnect_and_resume_after_the_relay_drops_them() {
+    let pki = TestPki::new("relay");
+    let relay = TestRelay::start(&pki, 1).await;
+    let (provider, mut provider_events, customer, mut customer_events) = pair(&pki, &relay.ports).await;
+
+    relay.drop_all();
+    for events in [&mut provider_events, &mut customer_events] {
+        wait_for(events, LIMIT, "Reconnecting", |event| {
+            matches!(event, TransportEvent::Connection(ConnectionState::Reconnecting { .. })).then_some(())
+        })
+        .await;
+        let (_, _, resumed) = connected(events).await;
+        assert!(resumed);
+    }
+    let resumes: Vec<_> = relay.admits().into_iter().map(|(_, resume)| resume).collect();
+    assert!(resumes.contains(&Some(0)) && resumes.contains(&Some(1)), "{resumes:?}");
+
+    // The same keys and member ids: no new join, chat goes on both ways.
+    customer.chat("still there?").await.unwrap();
+    assert_eq!(chat_from(&mut provider_events, "still there?").await, MemberId(1));
+    provider.chat("yes").await.unwrap();
+    assert_eq!(chat_from(&mut customer_events, "yes").await, MemberId::LEADER);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn go_away_moves_to_the_next_relay() {
+    let pki = TestPki::new("relay");
+    let relay = TestRelay::start(&pki, 2).await;
+    let (provider, _provider_events, _customer, mut customer_events) = pair(&pki, &relay.ports).await;
+
+    relay.go_away(1);
+    let (port, member, resumed) = connected(&mut customer_events).await;
+    assert_eq!((port, member, resumed), (relay.ports[1], MemberId(1), true));
+    provider.chat("after the move").await.unwrap();
+    assert_eq!(chat_from(&mut customer_events, "after the move").await, MemberId::LEADER);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_relay_is_given_up_after_the_retry_budget() {
+    let pki = TestPki::new("relay");
+    let mut config = transport(&pki, &[closed_port().await]);
+    config.initial_attempts = 3;
+    let (_customer, mut events) = member(config, "12345678");
+    let mut retries = 0;
+    let cause = wait_for(&mut events, LIMIT, "Closed", |event| match event {
+        TransportEvent::Connection(ConnectionState::Reconnecting { .. }) => {
+            retries += 1;
+            None
+        }
+        TransportEvent::Connection(ConnectionState::Closed { cause }) => Some(cause.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(retries, 2);
+    assert!(matches!(cause, CloseCause::Connection(ConnectError::Unreachable(_))), "{cause:?}");
+}
+
+#[tokio::test]
+async fn a_refused_ticket_is_final() {
+    let pki = TestPki::new("relay");
+    let relay = TestRelay::start(&pki, 1).await;
+    let spec = SessionSpec {
+        config: Config::new(SESSION, MemberId(1), Role::Customer, "Customer"),
+        join: Join::Member(Pin::from_str_truncated("12345678")),
+        ticket: b"bad".to_vec(),
+    };
+    let (_customer, mut events) = spawn_session(transport(&pki, &relay.ports), spec);
+    assert_eq!(
+        wait_closed(&mut events, LIMIT).await,
+        CloseCause::Connection(ConnectError::Refused(RefusalReason::BadTicket))
+    );
+    assert_eq!(relay.admits().len(), 1, "no retry after a refused ticket");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn commands_before_admission_and_after_the_end_fail_cleanly() {
+    let pki = TestPki::new("relay");
+    let (customer, mut events) = member(transport(&pki, &[closed_port().await]), "12345678");
+    assert_eq!(customer.chat("hi").await, Err(lifeline_core::session::SendError::NotEstablished));
+    customer.close().await;
+    assert_eq!(wait_closed(&mut events, LIMIT).await, CloseCause::Session(SessionEnd::Local));
+    assert_eq!(customer.grant(Capability::ViewScreen).await, Err(lifeline_core::consent::ConsentError::Closed));
+    assert!(events.next().await.is_none());
+}
