@@ -31,12 +31,16 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
-    /// Start a support session as the provider: prints the session number and PIN to give the
-    /// customer, then chat. Commands: /request view|control|files|diagnostics, /who, /quit.
+    /// Start a support session as the provider.
+    ///
+    /// Prints the session number and PIN to give the customer, then chat: lines typed go to the
+    /// customer. Commands: /request view|control|files|diagnostics, /who, /quit.
     #[command(after_help = format!("{AFTER_HELP}\n\n{EXIT_CODES_HELP}"))]
     Support(SupportArgs),
-    /// Join a support session as the customer, with the session number and PIN the provider
-    /// gave you. Commands: /allow X, /deny X, /revoke X, /who, /end.
+    /// Join a support session as the customer.
+    ///
+    /// Asks for the session number and PIN the provider gave you (unless given), then chat.
+    /// Commands: /allow X, /deny X, /revoke X, /who, /end. End of input also ends the session.
     #[command(after_help = format!("{AFTER_HELP}\n\n{EXIT_CODES_HELP}"))]
     Join(JoinArgs),
 }

@@ -193,3 +193,74 @@ fn a_bad_dev_folder_is_reported() {
     assert_eq!(customer.wait(Duration::from_secs(10)).code(), Some(3));
     assert!(customer.output.finish(LIMIT).contains("ca.pem is missing"));
 }
+
+#[test]
+fn tickets_minted_elsewhere_work_without_dev_mode() {
+    let temp = TempDir::new("tickets");
+    let dev = dev_pki(temp.path(), "dev");
+    let relay = Relay::start(&dev);
+    let key = dev.join("ticket-signing.key");
+    let ca = dev.join("ca.pem");
+    let mint = |role: &str| {
+        let output = std::process::Command::new(support::relay_bin())
+            .args(["ticket", "mint", "--session", "555444333", "--role", role, "--home", "local", "--key"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let (leader_ticket, member_ticket) = (mint("leader"), mint("member"));
+
+    let address = relay.address();
+    let mut provider = App::start([
+        "support".as_ref(),
+        "--relay".as_ref(),
+        address.as_ref(),
+        "--ca".as_ref(),
+        ca.as_os_str(),
+        "--ticket".as_ref(),
+        leader_ticket.as_ref(),
+    ]);
+    assert_eq!(digits_after(&provider.expect("Session number:"), "Session number:"), "555444333");
+    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let mut customer = App::start([
+        "join".as_ref(),
+        "--relay".as_ref(),
+        address.as_ref(),
+        "--ca".as_ref(),
+        ca.as_os_str(),
+        "--ticket".as_ref(),
+        member_ticket.as_ref(),
+        "--name".as_ref(),
+        "Grace".as_ref(),
+    ]);
+    customer.type_line(&pin);
+    customer.expect("Connected to Provider (Provider)");
+    provider.expect("Grace (Customer) joined");
+    customer.type_line("hi");
+    provider.expect("Grace: hi");
+    provider.type_line("/quit");
+    assert_eq!(customer.wait(LIMIT).code(), Some(0));
+    assert_eq!(provider.wait(LIMIT).code(), Some(0));
+}
+
+#[test]
+fn the_pin_expires_after_too_many_wrong_attempts() {
+    let temp = TempDir::new("expiry");
+    let dev = dev_pki(temp.path(), "dev");
+    let relay = Relay::start(&dev);
+    let provider = start_provider(&dev, &relay);
+    let wrong = if provider.pin == "00000000" { "11111111" } else { "00000000" };
+    // The engine allows five failed joins per session; the fifth kills the PIN.
+    for attempt in 1..=5 {
+        let mut customer = start_customer(&dev, &relay, &provider.session, wrong);
+        let expected = if attempt < 5 { 7 } else { 8 };
+        assert_eq!(customer.wait(LIMIT).code(), Some(expected), "attempt {attempt}");
+    }
+    provider.app.expect("the PIN has expired");
+    // From now on even the right PIN is refused.
+    let mut late = start_customer(&dev, &relay, &provider.session, &provider.pin);
+    assert_eq!(late.wait(LIMIT).code(), Some(8));
+    assert!(late.output.finish(LIMIT).contains("the PIN has expired"));
+}

@@ -501,7 +501,14 @@ impl Driver {
                 self.engine.fail(CloseCause::Connection(ConnectError::Protocol(error)));
                 return;
             }
-            Some(_) => {}
+            Some(_) => {
+                // Back with our old id: a member asks the leader for the current keys, in case
+                // the group rekeyed while it was away (PROTOCOL.md, section 6).
+                let now = self.engine.clock.now();
+                if let Some(session) = &mut self.engine.session {
+                    session.handle_reconnected(now);
+                }
+            }
             None => {
                 let Some(session) = self.new_session(member) else { return };
                 self.engine.session = Some(Box::new(session));

@@ -245,3 +245,50 @@ async fn commands_before_admission_and_after_the_end_fail_cleanly() {
     assert_eq!(customer.grant(Capability::ViewScreen).await, Err(lifeline_core::consent::ConsentError::Closed));
     assert!(events.next().await.is_none());
 }
+
+#[tokio::test]
+async fn a_member_that_missed_a_rekey_while_away_catches_up_after_resuming() {
+    let pki = TestPki::new("relay");
+    let relay = TestRelay::start(&pki, 1).await;
+    let pin = Pin::generate(&mut os_rng());
+    let (provider, mut provider_events) = leader(transport(&pki, &relay.ports), &pin);
+    connected(&mut provider_events).await;
+    // The customer comes back slowly, so that the rekey below happens while it is away.
+    let mut slow = transport(&pki, &relay.ports);
+    slow.backoff = Backoff { initial: Duration::from_millis(1500), max: Duration::from_millis(1500) };
+    let (_customer, mut customer_events) = member(slow, pin.as_str());
+    joined(&mut customer_events).await;
+    // A second provider (member 2): its leaving makes the leader rekey.
+    let spec = SessionSpec {
+        config: Config::new(SESSION, MemberId(2), Role::Provider, "Bob"),
+        join: Join::Member(pin.clone()),
+        ticket: b"member".to_vec(),
+    };
+    let (bob, mut bob_events) = spawn_session(transport(&pki, &relay.ports), spec);
+    joined(&mut bob_events).await;
+
+    relay.drop_member(1);
+    wait_for(&mut customer_events, LIMIT, "Reconnecting", |event| {
+        matches!(event, TransportEvent::Connection(ConnectionState::Reconnecting { .. })).then_some(())
+    })
+    .await;
+    bob.close().await;
+    let epoch = wait_for(&mut provider_events, LIMIT, "the rekey after Bob left", |event| match event {
+        TransportEvent::Session(Event::Rekeyed { epoch }) => Some(*epoch),
+        _ => None,
+    })
+    .await;
+
+    let (_, _, resumed) = connected(&mut customer_events).await;
+    assert!(resumed);
+    // At once, through its key request: not only after its next keepalive (10 s), when the
+    // leader would notice it is back.
+    wait_for(&mut customer_events, Duration::from_secs(5), "the missed keys", |event| match event {
+        TransportEvent::Session(Event::Rekeyed { epoch: caught_up }) => (*caught_up >= epoch).then_some(()),
+        _ => None,
+    })
+    .await;
+    provider.chat("under the new keys").await.unwrap();
+    assert_eq!(chat_from(&mut customer_events, "under the new keys").await, MemberId::LEADER);
+    relay.stop().await;
+}

@@ -36,6 +36,18 @@ pub fn relay_bin() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "-p", "lifeline-relay", "--bin", "lifeline-relay"]);
+        // Cargo sets these for the test process; a build script that tracks one (ring tracks
+        // CARGO_MANIFEST_DIR) would otherwise see it change between this build and the outer
+        // one, and both would rebuild every time.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let per_crate = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_PACKAGE"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
+            if per_crate || name == "CARGO_TARGET_TMPDIR" || name == "CARGO_RUSTC_CURRENT_DIR" {
+                build.env_remove(name.as_ref());
+            }
+        }
         // The profile this test was built with, so the relay shares its compiled dependencies
         // (the `test` profile writes to the same `debug` folder as `dev`).
         if profile_dir.file_name().is_some_and(|name| name == "release") {

@@ -194,6 +194,13 @@ impl TestRelay {
         }
     }
 
+    /// Closes `member`'s connection.
+    pub fn drop_member(&self, member: u8) {
+        if let Some((_, sender)) = self.state.lock().unwrap().members.get(&member) {
+            let _ = sender.send(Outgoing::Drop);
+        }
+    }
+
     /// Sends `GoAway` to `member`.
     pub fn go_away(&self, member: u8) {
         let mut frame = vec![0u8; 64];
