@@ -1,0 +1,1 @@
+//! End-to-end tests for Lifeline; everything lives in `tests/`.
