@@ -10,6 +10,8 @@
 #   BENCH_CPU=1        core to pin to with taskset (default 1)
 #   BENCH_QUICK=1      shorter warm-up/measurement and 1 s openssl runs; the document says so
 #   BENCH_DOC=path     where to write (default docs/BENCHMARKS.md)
+#   BENCH_NICE=-10     run the measured commands at this nice level (negative needs root): on a
+#                      shared machine it keeps other work from time-slicing the pinned core
 #   CARGO_TARGET_DIR   honoured; criterion's results are read from $CARGO_TARGET_DIR/criterion
 #
 # Needs: cargo, openssl (1.1 or 3.x), taskset (util-linux), python3 (standard library only).
@@ -17,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CPU=${BENCH_CPU:-1}
+NICE=${BENCH_NICE:-}
 QUICK=${BENCH_QUICK:-0}
 DOC=${BENCH_DOC:-docs/BENCHMARKS.md}
 SIZES=(64 1400 16384)
@@ -38,6 +41,12 @@ CRITERION_ARGS+=(--noplot --color never)
 for tool in cargo openssl taskset python3; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found" >&2; exit 1; }
 done
+
+# Every measured command runs as: $PIN <command>.
+PIN=(taskset -c "$CPU")
+if [[ -n "$NICE" ]]; then
+  PIN=(nice -n "$NICE" "${PIN[@]}")
+fi
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -87,9 +96,9 @@ cat /proc/loadavg >"$WORK/load.before"
 openssl_pass() {
   local pass=$1 n=$2
   log "openssl speed, $n B ($pass)"
-  timed "ossl-$pass-ctr-$n" taskset -c "$CPU" openssl speed -elapsed -seconds "$OSSL_SECONDS" -mr \
+  timed "ossl-$pass-ctr-$n" "${PIN[@]}" openssl speed -elapsed -seconds "$OSSL_SECONDS" -mr \
     -evp aes-128-ctr -bytes "$n"
-  timed "ossl-$pass-hmac-$n" taskset -c "$CPU" openssl speed -elapsed -seconds "$OSSL_SECONDS" -mr \
+  timed "ossl-$pass-hmac-$n" "${PIN[@]}" openssl speed -elapsed -seconds "$OSSL_SECONDS" -mr \
     -hmac sha1 -bytes "$n"
 }
 
@@ -99,7 +108,7 @@ openssl_pass() {
 for n in "${SIZES[@]}"; do
   openssl_pass before "$n"
   log "criterion: packet protection, $n B (pinned to CPU $CPU)"
-  timed "criterion-$n" taskset -c "$CPU" "$SEAL_EXE" --bench "${CRITERION_ARGS[@]}" \
+  timed "criterion-$n" "${PIN[@]}" "$SEAL_EXE" --bench "${CRITERION_ARGS[@]}" \
     "^(seal|open|ctr|hmac|seal_open|engine_send_receive)/$n\$"
   cat "$WORK/criterion-$n.out"
   openssl_pass after "$n"
@@ -108,17 +117,17 @@ done
 # kind of arithmetic (modular exponentiation) and shows, for scale, what the machine does meanwhile.
 ffdh_pass() {
   log "openssl speed ffdh2048 ($1)"
-  timed "ossl-$1-ffdh" taskset -c "$CPU" openssl speed -elapsed -seconds "$OSSL_SECONDS" -mr ffdh2048
+  timed "ossl-$1-ffdh" "${PIN[@]}" openssl speed -elapsed -seconds "$OSSL_SECONDS" -mr ffdh2048
 }
 ffdh_pass before
 log "criterion: SRP handshake (pinned to CPU $CPU)"
-timed criterion-srp taskset -c "$CPU" "$SRP_EXE" --bench "${CRITERION_ARGS[@]}" '^srp'
+timed criterion-srp "${PIN[@]}" "$SRP_EXE" --bench "${CRITERION_ARGS[@]}" '^srp'
 cat "$WORK/criterion-srp.out"
 ffdh_pass after
 cat /proc/loadavg >"$WORK/load.after"
 
 log "writing $DOC"
-BENCH_WORK="$WORK" BENCH_DOC="$DOC" BENCH_CPU="$CPU" BENCH_QUICK="$QUICK" BENCH_CRITERION_DIR="$CRITERION_DIR" \
+BENCH_WORK="$WORK" BENCH_DOC="$DOC" BENCH_CPU="$CPU" BENCH_PIN="${PIN[*]}" BENCH_NICE="$NICE" BENCH_QUICK="$QUICK" BENCH_CRITERION_DIR="$CRITERION_DIR" \
   BENCH_OSSL_SECONDS="$OSSL_SECONDS" BENCH_CRITERION_ARGS="${CRITERION_ARGS[*]}" BENCH_SIZES="${SIZES[*]}" \
   BENCH_CMD="${BENCH_CMD[*]}" BENCH_SOURCE_REV="$SOURCE_REV" python3 - <<'PY'
 import datetime, json, os, pathlib, platform, re, subprocess
@@ -127,6 +136,7 @@ env = os.environ
 work = pathlib.Path(env["BENCH_WORK"])
 doc = pathlib.Path(env["BENCH_DOC"])
 cpu = env["BENCH_CPU"]
+pin = env["BENCH_PIN"]
 quick = env["BENCH_QUICK"] == "1"
 crit_dir = pathlib.Path(env["BENCH_CRITERION_DIR"])
 sizes = [int(n) for n in env["BENCH_SIZES"].split()]
@@ -237,37 +247,39 @@ w = L.append
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 w(BEGIN)
 w("")
-w(f"## Latest run: {now}" + (" (QUICK MODE: short measurements, indicative only)" if quick else ""))
+w(f"### Latest run: {now}" + (" (QUICK MODE: short measurements, indicative only)" if quick else ""))
 w("")
-w("### Machine")
+w("#### Machine")
 w("")
 w(f"- CPU: {model}, {os.cpu_count()} logical CPUs" + (f", virtualised ({virt.group(1)})" if virt else "")
   + f"; relevant flags: {accel}")
-w(f"- Pinned to CPU {cpu} with `taskset -c {cpu}` (criterion and openssl alike); one thread throughout")
+w(f"- Every measured command runs as `{pin} ...` (criterion and openssl alike); one thread throughout")
 w(f"- Source: {env['BENCH_SOURCE_REV']}")
 w(f"- {sh('rustc', '-V')}; profile `bench` (workspace: inherits release, `codegen-units = 1`, "
   "`lto = \"thin\"`), no `-C target-cpu`: the crypto crates pick AES-NI/VAES/SHA-NI at run time")
 w(f"- {sh('openssl', 'version')}")
 w(f"- Kernel {platform.release()}; load average {' '.join(load_before)} before, {' '.join(load_after)} after")
 w("")
-w("### Commands")
+w("#### Commands")
 w("")
 w("```sh")
-w("bash scripts/bench.sh" + ("   # BENCH_QUICK=1" if quick else "") + f"   # BENCH_CPU={cpu}")
+settings = [f"BENCH_CPU={cpu}"] + (["BENCH_QUICK=1"] if quick else []) + (
+    [f"BENCH_NICE={env['BENCH_NICE']}"] if env.get("BENCH_NICE") else [])
+w(" ".join(settings) + " bash scripts/bench.sh")
 w("# which runs, in this order:")
 w(f"{env['BENCH_CMD']} --no-run   # then runs the two executables it built:")
 w(f"for N in {' '.join(map(str, sizes))}; do")
-w(f"  taskset -c {cpu} openssl speed -elapsed -seconds {secs} -mr -evp aes-128-ctr -bytes $N")
-w(f"  taskset -c {cpu} openssl speed -elapsed -seconds {secs} -mr -hmac sha1 -bytes $N")
-w(f"  taskset -c {cpu} target/release/deps/seal_open-<hash> --bench {env['BENCH_CRITERION_ARGS']} \\")
+w(f"  {pin} openssl speed -elapsed -seconds {secs} -mr -evp aes-128-ctr -bytes $N")
+w(f"  {pin} openssl speed -elapsed -seconds {secs} -mr -hmac sha1 -bytes $N")
+w(f"  {pin} target/release/deps/seal_open-<hash> --bench {env['BENCH_CRITERION_ARGS']} \\")
 w("    \"^(seal|open|ctr|hmac|seal_open|engine_send_receive)/$N\\$\"")
 w("  # ... and the same two openssl commands again (figures below: mean of the two passes)")
 w("done")
-w(f"taskset -c {cpu} openssl speed -elapsed -seconds {secs} -mr ffdh2048   # before and after:")
-w(f"taskset -c {cpu} target/release/deps/handshake-<hash> --bench {env['BENCH_CRITERION_ARGS']} '^srp'")
+w(f"{pin} openssl speed -elapsed -seconds {secs} -mr ffdh2048   # before and after:")
+w(f"{pin} target/release/deps/handshake-<hash> --bench {env['BENCH_CRITERION_ARGS']} '^srp'")
 w("```")
 w("")
-w("### Packet protection: seal + open of one frame vs OpenSSL")
+w("#### Packet protection: seal + open of one frame vs OpenSSL")
 w("")
 w("MB/s = 10^6 bytes of payload per second. `seal_open/N` seals one frame (AES-128-CTR, then")
 w("HMAC-SHA1 over header + ciphertext) and opens it again (HMAC check, then CTR): two CTR passes")
@@ -312,7 +324,7 @@ for d in detail:
     cells = " | ".join(f"{d[g][0]:,.0f} | {d[g][2]:.0%}" for g in ("seal", "open", "engine_send_receive"))
     w(f"| {d['n']} B | {cells} |")
 w("")
-w("### SRP-6a handshake")
+w("#### SRP-6a handshake")
 w("")
 w("| benchmark | mean | median |")
 w("|---|---:|---:|")
@@ -331,7 +343,7 @@ w(f"exponentiates with {HS_EXP_BITS} exponent bits in all, so OpenSSL's arithmet
 w(f"{ffdh_equiv_ms:.2f} ms for as many bits: ours takes {hs_ms / ffdh_equiv_ms:.2f}× that. (A rough")
 w("scale: 672 of our bits use the cheap small-generator method, and the window sizes differ.)")
 w("")
-w("### How trustworthy this run is")
+w("#### How trustworthy this run is")
 w("")
 w(f"- CPU share of the pinned processes (CPU time / wall time): lowest {noisy_share:.0%}"
   f" (criterion runs at least {crit_share:.0%}, {crit_real:.0f} s in all). Below about 95 % something else ran on the")

@@ -1,7 +1,7 @@
 //! The relay's routing-only parser and the checked frame view on arbitrary bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lifeline_core::wire::{Frame, RoutingHeader, HEADER_LEN, MAX_FRAME_LEN};
+use lifeline_core::wire::{Frame, HEADER_LEN, MAX_FRAME_LEN, RoutingHeader};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(header) = RoutingHeader::parse(data) {

@@ -127,7 +127,10 @@ impl World {
         assert!(delivery.len <= MAX_PAYLOAD_LEN);
         assert!(self.delivered.insert((to_leader, frame.to_vec())), "a frame delivered data twice");
         if !to_leader && let Some(capability) = delivery.content.required_capability() {
-            assert!(self.member.consent().allows(capability), "the customer delivered {capability:?} data it does not allow");
+            assert!(
+                self.member.consent().allows(capability),
+                "the customer delivered {capability:?} data it does not allow"
+            );
         }
         Some(delivery)
     }
@@ -219,7 +222,8 @@ fuzz_target!(|data: &[u8]| {
                 let _ = world.leader.request(MEMBER, capability);
             }
             5 => {
-                if world.member.grant(capability).is_ok() {
+                let granted = world.member.grant(capability).is_ok();
+                if granted {
                     world.granted = world.granted.with(capability);
                 }
             }
@@ -276,7 +280,8 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             13 => {
-                if world.member.take_back_control().is_ok() {
+                let taken_back = world.member.take_back_control().is_ok();
+                if taken_back {
                     world.granted = world.granted.without(Capability::RemoteControl);
                 }
             }
