@@ -119,9 +119,9 @@ async fn a_tampering_relay_is_detected() {
     let plan = [
         Tamper::FlipBit,      // m0: altered → refused (authentication fails)
         Tamper::Pass,         // m1
-        Tamper::Replay,       // m2: delivered once, the copy refused (replay window)
+        Tamper::Replay,       // m2: delivered once, the copy refused (sequence check)
         Tamper::Pass,         // m3
-        Tamper::Swap,         // m4 held back, forwarded after m5
+        Tamper::Swap,         // m4 held back, forwarded after m5: m5 delivered, m4 refused
         Tamper::Drop,         // m6: lost
         Tamper::Pass,         // m7
         Tamper::Forge,        // m8, then a forged SecureData frame → refused
@@ -147,11 +147,11 @@ async fn a_tampering_relay_is_detected() {
             String::from_utf8(data.payload.clone()).expect("unaltered UTF-8")
         })
         .collect();
-    // Exactly the clean payloads, once each: the flipped m0 and the dropped m6 are missing,
-    // the replayed m2 is there once, the forged frames delivered nothing, and the swapped
-    // pair arrives in the order the relay forwarded it (the replay window accepts a frame
-    // overtaken by a newer one, once).
-    let expected: Vec<String> = [1, 2, 3, 5, 4, 7, 8, 9, 10, 11]
+    // Exactly the clean payloads, once each, in order: the flipped m0 and the dropped m6 are
+    // missing, the replayed m2 is there once, the forged frames delivered nothing, and of the
+    // swapped pair only m5 arrives: m4, overtaken by a newer frame of the same sender, was
+    // reordered on the way and is refused.
+    let expected: Vec<String> = [1, 2, 3, 5, 7, 8, 9, 10, 11]
         .iter()
         .map(|&i| messages[i].clone())
         .chain(["clean message after the tampering".to_owned()])
