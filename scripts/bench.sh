@@ -3,7 +3,7 @@
 # core, and rewrites the generated section of docs/BENCHMARKS.md with the figures, the ratio to
 # OpenSSL and the commands used. Not part of CI (benchmarks measure; they do not pass or fail).
 #
-#   bash scripts/bench.sh                 # full run (about 5 minutes after the build)
+#   bash scripts/bench.sh                 # full run (about 7 minutes after the build)
 #   BENCH_QUICK=1 bash scripts/bench.sh   # short measurement times, for trying the script
 #
 # Environment:
@@ -12,9 +12,11 @@
 #   BENCH_DOC=path     where to write (default docs/BENCHMARKS.md)
 #   BENCH_NICE=-10     run the measured commands at this nice level (negative needs root): on a
 #                      shared machine it keeps other work from time-slicing the pinned core
-#   CARGO_TARGET_DIR   honoured; criterion's results are read from $CARGO_TARGET_DIR/criterion
+#   CARGO_TARGET_DIR   honoured; criterion's results go to (and are read from)
+#                      $CARGO_TARGET_DIR/criterion, via CRITERION_HOME
 #
-# Needs: cargo, openssl (1.1 or 3.x), taskset (util-linux), python3 (standard library only).
+# Needs: cargo, openssl 3.x (`speed ffdh2048`), taskset (util-linux), python3 (standard library
+# only), and a Linux /proc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -287,7 +289,8 @@ w("and two HMAC passes. OpenSSL composite = 1 / (1/CTR + 1/HMAC): the throughput
 w("pass plus one HMAC pass over the same bytes, i.e. of one seal or one open. **Ratio** = the")
 w("time OpenSSL needs for the same work (2 × N bytes at the composite rate) / our time; 100 %")
 w("means as fast as OpenSSL. Ours counts only the payload N, although 34 more bytes per frame")
-w("are encrypted or authenticated (and the 64-byte HMAC key blocks are OpenSSL's cost too).")
+w("are encrypted or authenticated. Neither side hashes the HMAC key per call: both keep the")
+w("padded-key states (OpenSSL's `speed` re-initialises its HMAC context without a key).")
 w("")
 w("| payload | ours ns (mean / median) | ours MB/s | OpenSSL CTR MB/s | OpenSSL HMAC-SHA1 MB/s | composite MB/s | ratio |")
 w("|---:|---:|---:|---:|---:|---:|---:|")
