@@ -1068,46 +1068,101 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
 
     // ---- transmit ------------------------------------------------------------------------
 
+    /// Whether anything is waiting for [`poll_transmit`](Self::poll_transmit): [`Session::send`]
+    /// refuses until it has been drained, so control always goes out before new data.
     fn has_control_due(&self) -> bool {
+        self.next_pending().is_some()
+    }
+
+    /// What `poll_transmit` sends next, in priority order. The single source of truth for both
+    /// `poll_transmit` and `has_control_due`, so they cannot drift apart.
+    fn next_pending(&self) -> Option<Pending> {
+        match &self.phase {
+            Phase::Closed { .. } => return None,
+            Phase::AwaitingChallenge { .. } => return self.due.hello.then_some(Pending::Hello),
+            Phase::AwaitingServerProof { .. } => return self.due.proof.then_some(Pending::Proof),
+            Phase::Closing { .. } => return Some(Pending::Farewell),
+            Phase::Established => {}
+            Phase::AwaitingKeys { .. } => return None,
+        }
+        if self.key_request_due {
+            return Some(Pending::KeyRequest);
+        }
+        if !self.removal_notices.is_empty() {
+            return Some(Pending::RemovalNotice);
+        }
+        if let Some(pending) = self.leader_pending() {
+            return Some(pending);
+        }
+        if self.send_sequence >= SEQUENCE_HARD_LIMIT {
+            // Nothing more can be sealed under this epoch; the rekey brings a fresh counter.
+            return None;
+        }
         let due = &self.due;
-        let leader_due = self.leader.as_ref().is_some_and(|leader| {
-            !leader.rejects.is_empty()
-                || leader.slots.iter().any(|slot| match &slot.phase {
-                    SlotPhase::AwaitingProof { challenge_due, .. } => *challenge_due,
-                    SlotPhase::Joined { accept_due, key_update_due, .. } => accept_due.is_some() || *key_update_due,
-                })
-        });
-        leader_due
-            || due.announce
-            || due.roster
-            || due.consent_state
-            || due.rekey_request
-            || due.ping
-            || !self.requests.is_empty()
+        if due.roster && self.is_leader() {
+            Some(Pending::Roster)
+        } else if due.announce {
+            Some(Pending::Announce)
+        } else if due.consent_state {
+            Some(Pending::ConsentState)
+        } else if !self.requests.is_empty() {
+            Some(Pending::CapabilityRequest)
+        } else if due.rekey_request && !self.is_leader() {
+            Some(Pending::RekeyRequest)
+        } else if due.ping {
+            Some(Pending::Ping)
+        } else {
+            None
+        }
+    }
+
+    /// Leader: rejects, then per slot a challenge, an accept or wrapped keys.
+    fn leader_pending(&self) -> Option<Pending> {
+        let leader = self.leader.as_ref()?;
+        if !leader.rejects.is_empty() {
+            return Some(Pending::Reject);
+        }
+        leader
+            .slots
+            .iter()
+            .position(|slot| match &slot.phase {
+                SlotPhase::AwaitingProof { challenge_due, .. } => *challenge_due && leader.verifier.is_some(),
+                SlotPhase::Joined { accept_due, key_update_due, .. } => {
+                    accept_due.is_some() || (*key_update_due && self.keys.is_some())
+                }
+            })
+            .map(Pending::Slot)
     }
 
     fn next_transmit(&mut self, now: Instant, out: &mut [u8]) -> Result<Option<usize>, InsufficientSize> {
+        let Some(pending) = self.next_pending() else {
+            return Ok(None);
+        };
         let session = self.config.session;
         let local = self.config.local_id;
         let to_leader = Destination::Member(MemberId::LEADER);
-        match &self.phase {
-            Phase::Closed { .. } => return Ok(None),
-            Phase::AwaitingChallenge { .. } if self.due.hello => {
+        let len = match pending {
+            Pending::Hello => {
                 let len = emit_handshake(session, local, to_leader, &HandshakeRepr::hello(self.config.role), out)?;
                 self.due.hello = false;
-                return Ok(Some(len));
+                len
             }
-            Phase::AwaitingServerProof { client, client_public, group, .. } if self.due.proof => {
+            Pending::Proof => {
+                let Phase::AwaitingServerProof { client, client_public, group, .. } = &self.phase else {
+                    return Ok(None);
+                };
                 let message = HandshakeRepr::Proof {
                     client_public: &client_public[..group.byte_len()],
                     client_proof: client.client_proof(),
                 };
                 let len = emit_handshake(session, local, to_leader, &message, out)?;
                 self.due.proof = false;
-                return Ok(Some(len));
+                len
             }
-            Phase::Closing { end } => {
-                let end = *end;
+            Pending::Farewell => {
+                let Phase::Closing { end } = self.phase else {
+                    return Ok(None);
+                };
                 let control =
                     if self.due.leave { ControlRepr::Leave } else { ControlRepr::Close { reason: CloseReason::Ended } };
                 // At the usage limit nothing may be sealed any more, not even the farewell.
@@ -1121,132 +1176,125 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 self.previous_keys = None;
                 return Ok(len);
             }
-            Phase::Established => {}
-            _ => return Ok(None),
-        }
-        if self.key_request_due {
-            let len = emit_handshake(session, local, to_leader, &HandshakeRepr::KeyRequest, out)?;
-            self.key_request_due = false;
-            return Ok(Some(len));
-        }
-        if let Some((notice, len)) = self.removal_notices.front() {
-            let len = *len;
-            let frame = notice.get(..len).unwrap_or_default();
-            let Some(dst) = out.get_mut(..len) else {
-                return Err(InsufficientSize { required: len });
-            };
-            dst.copy_from_slice(frame);
-            self.removal_notices.pop_front();
-            return Ok(Some(len));
-        }
-        if let Some(len) = self.leader_transmit(out)? {
-            return Ok(Some(len));
-        }
-        if self.send_sequence >= SEQUENCE_HARD_LIMIT {
-            // Nothing more can be sealed under this epoch; the rekey brings a fresh counter.
-            return Ok(None);
-        }
-        if self.due.roster && self.is_leader() {
-            let mut members = Vec::new();
-            let _ = members.push(MemberId::LEADER);
-            for peer in &self.peers {
-                let _ = members.push(peer.id);
+            Pending::KeyRequest => {
+                let len = emit_handshake(session, local, to_leader, &HandshakeRepr::KeyRequest, out)?;
+                self.key_request_due = false;
+                len
             }
-            let len = self.seal_control(now, Destination::AllMembers, &ControlRepr::Roster { members }, out)?;
-            self.due.roster = false;
-            return Ok(Some(len));
-        }
-        if self.due.announce {
-            let announce = ControlRepr::Announce { role: self.config.role, name: self.config.name.clone() };
-            let len = self.seal_control(now, Destination::AllMembers, &announce, out)?;
-            self.due.announce = false;
-            return Ok(Some(len));
-        }
-        if self.due.consent_state {
-            let state = ControlRepr::ConsentState { granted: self.consent.granted(), pending: self.consent.pending() };
-            let len = self.seal_control(now, Destination::AllMembers, &state, out)?;
-            self.due.consent_state = false;
-            return Ok(Some(len));
-        }
-        if let Some(&(to, capability)) = self.requests.front() {
-            let len =
-                self.seal_control(now, Destination::Member(to), &ControlRepr::CapabilityRequest { capability }, out)?;
-            self.requests.pop_front();
-            return Ok(Some(len));
-        }
-        if self.due.rekey_request && !self.is_leader() {
-            let len = self.seal_control(now, Destination::Member(MemberId::LEADER), &ControlRepr::RekeyRequest, out)?;
-            self.due.rekey_request = false;
-            return Ok(Some(len));
-        }
-        if self.due.ping {
-            let len = self.seal_control(now, Destination::AllMembers, &ControlRepr::Ping, out)?;
-            self.due.ping = false;
-            return Ok(Some(len));
-        }
-        Ok(None)
+            Pending::RemovalNotice => {
+                let Some((notice, len)) = self.removal_notices.front() else {
+                    return Ok(None);
+                };
+                let len = *len;
+                let frame = notice.get(..len).unwrap_or_default();
+                let Some(dst) = out.get_mut(..len) else {
+                    return Err(InsufficientSize { required: len });
+                };
+                dst.copy_from_slice(frame);
+                self.removal_notices.pop_front();
+                len
+            }
+            Pending::Reject => {
+                let Some(leader) = &mut self.leader else {
+                    return Ok(None);
+                };
+                let Some(&(to, reason)) = leader.rejects.front() else {
+                    return Ok(None);
+                };
+                let message = HandshakeRepr::Reject { reason };
+                let len = emit_handshake(session, MemberId::LEADER, Destination::Member(to), &message, out)?;
+                leader.rejects.pop_front();
+                len
+            }
+            Pending::Slot(index) => return self.slot_transmit(index, out),
+            Pending::Roster => {
+                let mut members = Vec::new();
+                let _ = members.push(MemberId::LEADER);
+                for peer in &self.peers {
+                    let _ = members.push(peer.id);
+                }
+                let len = self.seal_control(now, Destination::AllMembers, &ControlRepr::Roster { members }, out)?;
+                self.due.roster = false;
+                len
+            }
+            Pending::Announce => {
+                let announce = ControlRepr::Announce { role: self.config.role, name: self.config.name.clone() };
+                let len = self.seal_control(now, Destination::AllMembers, &announce, out)?;
+                self.due.announce = false;
+                len
+            }
+            Pending::ConsentState => {
+                let state =
+                    ControlRepr::ConsentState { granted: self.consent.granted(), pending: self.consent.pending() };
+                let len = self.seal_control(now, Destination::AllMembers, &state, out)?;
+                self.due.consent_state = false;
+                len
+            }
+            Pending::CapabilityRequest => {
+                let Some(&(to, capability)) = self.requests.front() else {
+                    return Ok(None);
+                };
+                let request = ControlRepr::CapabilityRequest { capability };
+                let len = self.seal_control(now, Destination::Member(to), &request, out)?;
+                self.requests.pop_front();
+                len
+            }
+            Pending::RekeyRequest => {
+                let len =
+                    self.seal_control(now, Destination::Member(MemberId::LEADER), &ControlRepr::RekeyRequest, out)?;
+                self.due.rekey_request = false;
+                len
+            }
+            Pending::Ping => {
+                let len = self.seal_control(now, Destination::AllMembers, &ControlRepr::Ping, out)?;
+                self.due.ping = false;
+                len
+            }
+        };
+        Ok(Some(len))
     }
 
-    /// Leader: rejects, challenges, accepts and wrapped keys, in that order.
-    fn leader_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, InsufficientSize> {
+    /// Leader: the challenge, accept or wrapped keys due for the slot at `index`.
+    fn slot_transmit(&mut self, index: usize, out: &mut [u8]) -> Result<Option<usize>, InsufficientSize> {
         let session = self.config.session;
-        let Some(leader) = &mut self.leader else {
-            return Ok(None);
-        };
-        if let Some(&(to, reason)) = leader.rejects.front() {
-            let len = emit_handshake(
-                session,
-                MemberId::LEADER,
-                Destination::Member(to),
-                &HandshakeRepr::Reject { reason },
-                out,
-            )?;
-            leader.rejects.pop_front();
-            return Ok(Some(len));
-        }
         let group = self.config.group;
-        let Some(keys) = &self.keys else {
+        let (Some(leader), keys) = (&mut self.leader, &self.keys) else {
             return Ok(None);
         };
-        for slot in leader.slots.iter_mut() {
-            let to = Destination::Member(slot.id);
-            match &mut slot.phase {
-                SlotPhase::AwaitingProof { handshake, challenge_due: due @ true } => {
-                    let Some(verifier) = &leader.verifier else {
-                        continue;
-                    };
-                    let message = HandshakeRepr::Challenge {
-                        group,
-                        salt: verifier.salt(),
-                        server_public: handshake.public_key(),
-                    };
-                    let len = emit_handshake(session, MemberId::LEADER, to, &message, out)?;
-                    *due = false;
-                    return Ok(Some(len));
-                }
-                SlotPhase::Joined { accept_due: accept @ Some(_), .. } => {
-                    let server_proof = accept.unwrap_or_default();
-                    let len = emit_handshake(
-                        session,
-                        MemberId::LEADER,
-                        to,
-                        &HandshakeRepr::Accept { server_proof: &server_proof },
-                        out,
-                    )?;
-                    *accept = None;
-                    return Ok(Some(len));
-                }
-                SlotPhase::Joined { kek, key_update_due: due @ true, .. } => {
-                    let flags = if leader.departure_epoch { FLAG_DEPARTURE } else { 0 };
-                    let body = kek.wrap_epoch(keys.secret(), slot.id, flags);
-                    let len = emit_frame(FrameKind::KeyUpdate, session, MemberId::LEADER, to, &body, out)?;
-                    *due = false;
-                    return Ok(Some(len));
-                }
-                _ => {}
+        let Some(slot) = leader.slots.get_mut(index) else {
+            return Ok(None);
+        };
+        let to = Destination::Member(slot.id);
+        match &mut slot.phase {
+            SlotPhase::AwaitingProof { handshake, challenge_due: due @ true } => {
+                let Some(verifier) = &leader.verifier else {
+                    return Ok(None);
+                };
+                let message =
+                    HandshakeRepr::Challenge { group, salt: verifier.salt(), server_public: handshake.public_key() };
+                let len = emit_handshake(session, MemberId::LEADER, to, &message, out)?;
+                *due = false;
+                Ok(Some(len))
             }
+            SlotPhase::Joined { accept_due: accept @ Some(_), .. } => {
+                let server_proof = accept.unwrap_or_default();
+                let message = HandshakeRepr::Accept { server_proof: &server_proof };
+                let len = emit_handshake(session, MemberId::LEADER, to, &message, out)?;
+                *accept = None;
+                Ok(Some(len))
+            }
+            SlotPhase::Joined { kek, key_update_due: due @ true, .. } => {
+                let Some(keys) = keys else {
+                    return Ok(None);
+                };
+                let flags = if leader.departure_epoch { FLAG_DEPARTURE } else { 0 };
+                let body = kek.wrap_epoch(keys.secret(), slot.id, flags);
+                let len = emit_frame(FrameKind::KeyUpdate, session, MemberId::LEADER, to, &body, out)?;
+                *due = false;
+                Ok(Some(len))
+            }
+            _ => Ok(None),
         }
-        Ok(None)
     }
 
     fn seal_control(
@@ -1487,6 +1535,27 @@ fn emit_handshake(
     // The largest handshake message (a 3072-bit proof) fits `body` by construction.
     let len = message.emit(&mut body).unwrap_or(0);
     emit_frame(FrameKind::Handshake, session, sender, destination, &body[..len], out)
+}
+
+/// What the engine has to send next (see `Session::next_pending`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    Hello,
+    Proof,
+    /// `Leave` or `Close`, then the session is closed.
+    Farewell,
+    KeyRequest,
+    RemovalNotice,
+    /// Leader: a `Reject` to a failed joiner.
+    Reject,
+    /// Leader: something for the joined or joining member in this slot.
+    Slot(usize),
+    Roster,
+    Announce,
+    ConsentState,
+    CapabilityRequest,
+    RekeyRequest,
+    Ping,
 }
 
 #[cfg(test)]

@@ -167,6 +167,24 @@ fn send_refuses_while_control_frames_wait() {
 }
 
 #[test]
+fn send_waits_for_every_kind_of_pending_output() {
+    // Regression: `send` once looked at a hand-kept list of pending items that had drifted from
+    // what `poll_transmit` sends (the key request after a reconnect was missing).
+    let (_, mut member) = established();
+    drain(&mut member);
+    member.handle_reconnected(now());
+    let mut out = [0u8; 256];
+    assert_eq!(
+        member.send(now(), Destination::AllMembers, ContentType::Chat, b"hi", &mut out),
+        Err(SendError::TransmitPending)
+    );
+    let sent = drain(&mut member);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0][1], FrameKind::Handshake.to_byte(), "the key request goes first");
+    assert!(member.send(now(), Destination::AllMembers, ContentType::Chat, b"hi", &mut out).is_ok());
+}
+
+#[test]
 fn a_short_buffer_is_an_error_and_left_untouched() {
     let (mut leader, mut member) = established();
     drain(&mut leader);
