@@ -276,14 +276,19 @@ impl Config {
         if limits.connections_per_ip_burst == 0 {
             return invalid("limits.connections_per_ip_burst: at least 1".into());
         }
-        for (name, value) in [
-            ("handshake_timeout_secs", limits.handshake_timeout_secs),
-            ("idle_timeout_secs", limits.idle_timeout_secs),
-            ("connections_per_ip_per_sec", limits.connections_per_ip_per_sec),
-        ] {
+        for (name, value) in
+            [("handshake_timeout_secs", limits.handshake_timeout_secs), ("idle_timeout_secs", limits.idle_timeout_secs)]
+        {
             if !valid_secs(value) || value <= 0.0 {
-                return invalid(format!("limits.{name}: a positive number"));
+                return invalid(format!("limits.{name}: a positive number of seconds, at most 86400"));
             }
+        }
+        // A rate, not a duration: any finite positive number up to a million per second.
+        let rate = limits.connections_per_ip_per_sec;
+        if !(rate.is_finite() && rate > 0.0 && rate <= MAX_CONNECTION_RATE) {
+            return invalid(format!(
+                "limits.connections_per_ip_per_sec: a positive number, at most {MAX_CONNECTION_RATE}"
+            ));
         }
         if !valid_secs(limits.shutdown_grace_secs) {
             return invalid("limits.shutdown_grace_secs: zero or a positive number".into());
@@ -338,6 +343,9 @@ fn default_link_queue() -> usize {
 }
 
 /// Durations up to a day; anything longer is a typo.
+/// Upper bound for `limits.connections_per_ip_per_sec` (far above what one relay can accept).
+const MAX_CONNECTION_RATE: f64 = 1_000_000.0;
+
 fn valid_secs(value: f64) -> bool {
     value.is_finite() && (0.0..=86_400.0).contains(&value)
 }
@@ -380,6 +388,13 @@ mod tests {
         assert!(matches!(Config::from_toml(&bad, Path::new(".")), Err(ConfigError::Invalid(_))));
         let negative = format!("{MINIMAL}\n[limits]\nidle_timeout_secs = -1\n");
         assert!(matches!(Config::from_toml(&negative, Path::new(".")), Err(ConfigError::Invalid(_))));
+        // A rate above 86 400 (a day in seconds) is still a valid rate.
+        let fast = format!("{MINIMAL}\n[limits]\nconnections_per_ip_per_sec = 50000\n");
+        assert_eq!(Config::from_toml(&fast, Path::new(".")).unwrap().limits.connections_per_ip_per_sec, 50_000.0);
+        for rate in ["0", "-5", "nan", "inf", "2e6"] {
+            let bad_rate = format!("{MINIMAL}\n[limits]\nconnections_per_ip_per_sec = {rate}\n");
+            assert!(matches!(Config::from_toml(&bad_rate, Path::new(".")), Err(ConfigError::Invalid(_))), "{rate}");
+        }
         let name = MINIMAL.replace("relay-a", "Relay A");
         assert!(matches!(Config::from_toml(&name, Path::new(".")), Err(ConfigError::Invalid(_))));
         assert!(matches!(Config::from_toml("name = ", Path::new(".")), Err(ConfigError::Parse { .. })));

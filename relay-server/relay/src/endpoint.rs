@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lifeline_core::wire::relay::{RefusalReason, RelayRepr};
-use lifeline_core::wire::{DecodeError, Destination, FrameKind, HEADER_LEN, MemberId, RoutingHeader, StreamDecoder};
+use lifeline_core::wire::{Destination, FrameKind, HEADER_LEN, MemberId, RoutingHeader, WireError};
 use lifeline_ticket::{TicketError, TicketRole};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -26,8 +26,6 @@ use crate::tls::ALPN_ENDPOINT;
 
 /// Bytes the writer gathers before one TLS write.
 const WRITE_BATCH: usize = 32 * 1024;
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
 /// How long a closing connection may take to deliver its last notice.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -240,14 +238,15 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     outbox: &Outbox,
     writer: &mut W,
 ) -> io::Result<()> {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    // Allocated while frames flow, freed when the queues run dry: an idle connection keeps none.
+    let mut batch = Vec::new();
     while outbox.next_batch(&mut batch, WRITE_BATCH).await {
         writer.write_all(&batch).await?;
         writer.flush().await?;
         metrics.bytes_out.add(batch.len() as u64);
         batch.clear();
-        if batch.capacity() > 2 * WRITE_BATCH {
-            batch.shrink_to(WRITE_BATCH);
+        if outbox.is_empty() || batch.capacity() > 2 * WRITE_BATCH {
+            batch = Vec::new();
         }
     }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
@@ -274,7 +273,7 @@ async fn handshake(shared: &Shared, tcp: TcpStream) -> Result<(Reader, Writer, F
         return Err(HandshakeFailure::Alpn);
     }
     let (read, write) = tokio::io::split(tls);
-    let mut reader = FrameReader::new(read, shared.limits.idle_timeout());
+    let mut reader = FrameReader::new(read, shared.limits.idle_timeout(), shared.limits.max_frame_len);
     match reader.next_frame(&shared.metrics).await {
         Ok(frame) => Ok((reader, write, frame)),
         Err(ReadEnd::Eof | ReadEnd::Io(_) | ReadEnd::Idle) => Err(HandshakeFailure::Closed),
@@ -288,7 +287,7 @@ pub(crate) enum ReadEnd {
     Eof,
     Idle,
     Io(io::Error),
-    Framing(Option<DecodeError>),
+    Framing(Option<WireError>),
     TooLarge,
     LinkDown,
     WriterDone,
@@ -318,55 +317,62 @@ impl fmt::Display for ReadEnd {
 }
 
 /// Reads whole frames from a byte stream, with an idle timeout per read.
+///
+/// It holds no buffer of its own between frames: the 16 header bytes are read onto the stack and
+/// checked with the core's routing parser, then the body is read straight into the frame's shared
+/// allocation, sized by the checked header. An idle connection therefore costs no read buffer
+/// (the relay's memory per idle session is dominated by TLS state), and every routed byte is
+/// copied once, from rustls' plaintext into the frame.
 pub(crate) struct FrameReader<R> {
     io: R,
-    decoder: Box<StreamDecoder>,
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
     idle: Duration,
+    max_len: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub(crate) fn new(io: R, idle: Duration) -> FrameReader<R> {
-        FrameReader {
-            io,
-            decoder: Box::new(StreamDecoder::new()),
-            buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
-            start: 0,
-            end: 0,
-            idle,
-        }
+    /// Frames longer than `max_len` end the stream before anything is allocated for them.
+    pub(crate) fn new(io: R, idle: Duration, max_len: usize) -> FrameReader<R> {
+        FrameReader { io, idle, max_len }
     }
 
-    /// The next whole frame (copied out of the decoder, ready to share between destinations).
+    /// The next whole frame, ready to share between destinations.
+    ///
+    /// Not cancel-safe: a frame half read when the future is dropped is lost, and the stream with
+    /// it. Callers drop it only when the connection ends.
     pub(crate) async fn next_frame(&mut self, metrics: &Metrics) -> Result<FrameBytes, ReadEnd> {
-        loop {
-            match self.decoder.next_frame() {
-                Ok(Some(frame)) => return Ok(FrameBytes::from(&*frame)),
-                Ok(None) => {}
-                Err(error) => return Err(ReadEnd::Framing(Some(error))),
-            }
-            if self.start < self.end {
-                let taken = self.decoder.push(&self.buf[self.start..self.end]);
-                if taken == 0 {
-                    // The decoder holds room for a maximum frame past any partial one.
-                    return Err(ReadEnd::Framing(None));
-                }
-                self.start += taken;
-                continue;
-            }
-            let read = tokio::time::timeout(self.idle, self.io.read(&mut self.buf)).await;
-            let n = match read {
+        let mut header = [0u8; HEADER_LEN];
+        self.fill(&mut header, metrics, true).await?;
+        let len = RoutingHeader::parse(&header).map_err(|error| ReadEnd::Framing(Some(error)))?.frame_len();
+        if len > self.max_len {
+            return Err(ReadEnd::TooLarge);
+        }
+        // One allocation, written in place: `collect` into `Arc<[u8]>` sizes it exactly, and the
+        // fresh `Arc` is unique, so `get_mut` cannot fail.
+        let mut frame: FrameBytes = std::iter::repeat_n(0u8, len).collect();
+        let Some(bytes) = Arc::get_mut(&mut frame) else {
+            return Err(ReadEnd::Framing(None));
+        };
+        bytes[..HEADER_LEN].copy_from_slice(&header);
+        self.fill(&mut bytes[HEADER_LEN..], metrics, false).await?;
+        Ok(frame)
+    }
+
+    /// Fills `out`, each read bounded by the idle timeout. End of stream at a frame boundary is
+    /// [`ReadEnd::Eof`]; inside a frame it is a framing error.
+    async fn fill(&mut self, out: &mut [u8], metrics: &Metrics, at_boundary: bool) -> Result<(), ReadEnd> {
+        let mut filled = 0;
+        while filled < out.len() {
+            let n = match tokio::time::timeout(self.idle, self.io.read(&mut out[filled..])).await {
                 Err(_) => return Err(ReadEnd::Idle),
-                Ok(Ok(0)) => return Err(ReadEnd::Eof),
+                Ok(Ok(0)) if at_boundary && filled == 0 => return Err(ReadEnd::Eof),
+                Ok(Ok(0)) => return Err(ReadEnd::Framing(Some(WireError::Truncated))),
                 Ok(Ok(n)) => n,
                 Ok(Err(error)) => return Err(ReadEnd::Io(error)),
             };
             metrics.bytes_in.add(n as u64);
-            self.start = 0;
-            self.end = n;
+            filled += n;
         }
+        Ok(())
     }
 }
 

@@ -111,6 +111,11 @@ impl Outbox {
         self.ready.notify_one();
     }
 
+    /// Whether both queues are empty right now.
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.queues).queued_bytes == 0
+    }
+
     /// Whether the outbox has been closed (it accepts nothing more).
     #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {

@@ -206,6 +206,19 @@ async fn a_bad_header_after_admission_closes_only_that_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_limit_is_refused_at_its_header() {
+    let relay = relay(&[("max_frame_len", "2000")]).await;
+    let mut leader = Client::join(relay.addr, SESSION, &pki().leader(SESSION, "local"), None).await;
+    let mut big = Client::join(relay.addr, SESSION, &pki().member(SESSION, "local"), None).await;
+    // Only the header of a 4 016-byte frame: the relay must not wait for (or buffer) the body.
+    let frame = frame(FrameKind::SecureData, SESSION, big.member, Destination::AllMembers, &[0u8; 4000]);
+    big.send_raw(&frame[..16]).await.unwrap();
+    assert!(big.closed_within(Duration::from_secs(2)).await);
+    assert_eq!(leader.notice(Duration::from_secs(2)).await, Some(Notice::MemberGone(1)));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_member_is_closed_at_the_idle_timeout() {
     let relay = relay(&[("idle_timeout_secs", "0.8")]).await;
     let mut leader = Client::join(relay.addr, SESSION, &pki().leader(SESSION, "local"), None).await;
