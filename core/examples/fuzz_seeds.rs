@@ -335,6 +335,59 @@ fn control_seeds(root: &Path) {
     seeds.done();
 }
 
+fn app_seeds(root: &Path) {
+    use lifeline_core::app::console::{CommandNames, ConsoleRepr, RefusalReason as ConsoleRefusal};
+    use lifeline_core::app::diagnostics::{DiagnosticsRepr, RecordWriter, Section, Sections};
+    use lifeline_core::app::file::{CancelReason, FileRepr, Side};
+    let mut seeds = Seeds::new(root, "app_message");
+    let mut put = |name: &str, which: u8, payload: &[u8]| seeds.write(name, &[&[which][..], payload].concat());
+    let mut buf = [0u8; 2048];
+    let files = [
+        ("file-offer", FileRepr::Offer { id: 2, size: 1 << 20, sha256: [0xA5; 32], name: "system.log" }),
+        ("file-fetch", FileRepr::Fetch { id: 3, name: "config.toml" }),
+        ("file-accept", FileRepr::Accept { id: 2, offset: 4096, window: 65_536 }),
+        ("file-chunk", FileRepr::Chunk { id: 2, offset: 4096, data: b"line one\nline two\n" }),
+        ("file-ack", FileRepr::Ack { id: 2, received: 8192 }),
+        ("file-complete", FileRepr::Complete { id: 2 }),
+        ("file-cancel", FileRepr::Cancel { id: 2, by: Side::Receiver, reason: CancelReason::Integrity }),
+    ];
+    for (name, message) in files {
+        let len = message.emit(&mut buf).unwrap();
+        put(name, 0, &buf[..len]);
+    }
+    let mut records = [0u8; 512];
+    let mut writer = RecordWriter::new(&mut records);
+    assert!(writer.push("os.name", "Debian GNU/Linux 12"));
+    assert!(writer.push("mem.total_kib", "24576000"));
+    let query =
+        DiagnosticsRepr::Query { request: 1, sections: Sections::EMPTY.with(Section::System).with(Section::Memory) };
+    let report = DiagnosticsRepr::Report {
+        request: 1,
+        section: Section::System,
+        part: 0,
+        last: true,
+        records: writer.records(),
+    };
+    for (name, message) in [("diag-query", query), ("diag-report", report)] {
+        let len = message.emit(&mut buf).unwrap();
+        put(name, 1, &buf[..len]);
+    }
+    let mut names = [0u8; 64];
+    let names = CommandNames::encode(&["uptime", "net.status"], &mut names).unwrap();
+    let consoles = [
+        ("console-list", ConsoleRepr::List { request: 4 }),
+        ("console-commands", ConsoleRepr::Commands { request: 4, names }),
+        ("console-run", ConsoleRepr::Run { request: 5, command: "net.status", args: "eth0" }),
+        ("console-output", ConsoleRepr::Output { request: 5, part: 0, last: true, status: 0, data: b"link up\n" }),
+        ("console-refused", ConsoleRepr::Refused { request: 6, reason: ConsoleRefusal::UnknownCommand }),
+    ];
+    for (name, message) in consoles {
+        let len = message.emit(&mut buf).unwrap();
+        put(name, 2, &buf[..len]);
+    }
+    seeds.done();
+}
+
 fn relay_seeds(root: &Path) {
     let mut seeds = Seeds::new(root, "relay_message");
     let ticket: Vec<u8> = (0..98u8).collect();
@@ -587,6 +640,7 @@ fn main() {
     frame_seeds(&root, &session, &join_3072, &rejected);
     control_seeds(&root);
     relay_seeds(&root);
+    app_seeds(&root);
     decompress_seeds(&root);
     session_seeds(&root, &session);
 }

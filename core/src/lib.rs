@@ -18,6 +18,8 @@
 //! - [`consent`]: what the customer allowed; only the local user can answer a prompt.
 //! - [`session`]: the endpoint state machine that ties them together; its rustdoc states the
 //!   call contract (`handle_*` inputs, then drain `poll_transmit`, `poll_event`, `poll_timeout`).
+//! - [`app`]: the application messages inside data frames (file transfer, diagnostics, the
+//!   appliance console), shared by every endpoint; the engine itself does not interpret them.
 //!
 //! Time is [`time::Instant`], integer microseconds from an origin the caller picks. Randomness
 //! comes in through [`rand_core::CryptoRng`].
@@ -36,6 +38,7 @@ extern crate std;
 #[macro_use]
 mod fmt;
 
+pub mod app;
 pub mod compress;
 pub mod consent;
 pub mod crypto;

@@ -30,7 +30,8 @@ pub const MAX_ROSTER_LEN: usize = 64;
 /// Flag bit: the payload is compressed (LZ4 block format).
 pub const FLAG_COMPRESSED: u8 = 0x01;
 
-/// The kind of application data in a `SecureData` frame, and the capability it needs.
+/// The kind of application data in a `SecureData` frame, and the capability it needs. The
+/// payload formats of `File`, `Diagnostics` and `Console` are in [`crate::app`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

@@ -396,8 +396,21 @@ impl<'a> Reader<'a> {
         Some(first)
     }
 
+    pub(crate) fn u16(&mut self) -> Option<u16> {
+        self.array::<2>().map(u16::from_be_bytes)
+    }
+
     pub(crate) fn u32(&mut self) -> Option<u32> {
         self.array::<4>().map(u32::from_be_bytes)
+    }
+
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.array::<8>().map(u64::from_be_bytes)
+    }
+
+    /// Everything left.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        core::mem::take(&mut self.bytes)
     }
 
     pub(crate) fn take(&mut self, len: usize) -> Option<&'a [u8]> {
@@ -445,6 +458,18 @@ impl<'a> Writer<'a> {
 
     pub(crate) fn u8(&mut self, value: u8) {
         self.put(&[value]);
+    }
+
+    pub(crate) fn u16(&mut self, value: u16) {
+        self.put(&value.to_be_bytes());
+    }
+
+    pub(crate) fn u32(&mut self, value: u32) {
+        self.put(&value.to_be_bytes());
+    }
+
+    pub(crate) fn u64(&mut self, value: u64) {
+        self.put(&value.to_be_bytes());
     }
 
     /// Bytes written, or `None` if anything did not fit.
