@@ -231,8 +231,11 @@ fn dev(dir: &Path) -> ExitCode {
     };
     let key = dir.join(pki::TICKET_SIGNING_KEY);
     let banner = format!(
-        "\nNext:\n  \
-         # a leader (provider) ticket and a member (customer) ticket for session 123456789:\n  \
+        "\nNext, in two other terminals:\n  \
+         lifeline support --dev {dir}     # the provider: prints a session number and a PIN\n  \
+         lifeline join --dev {dir}        # the customer: asks for both\n  \
+         # (cargo run --release -p lifeline-desktop -- support --dev {dir}, if not installed)\n  \
+         # or mint tickets by hand, a leader (provider) and a member (customer) one:\n  \
          lifeline-relay ticket mint --key {key} --session 123456789 --role leader --home local\n  \
          lifeline-relay ticket mint --key {key} --session 123456789 --role member --home local\n  \
          # endpoints connect to 127.0.0.1:8200 or 127.0.0.1:8443 (TLS 1.3, ALPN lifeline/1),\n  \
@@ -240,6 +243,7 @@ fn dev(dir: &Path) -> ExitCode {
          # stop with Ctrl-C (the relay sends GoAway and waits for endpoints to leave)",
         key = key.display(),
         ca = dir.join(pki::CA_CERT).display(),
+        dir = dir.display(),
     );
     run(config, Some(banner))
 }
