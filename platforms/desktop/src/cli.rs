@@ -12,9 +12,14 @@ Development mode (--dev DIR): DIR is a folder made by `lifeline-relay pki init D
 tickets are minted locally with DIR/ticket-signing.key for the relay named \"local\", and the
 relay is 127.0.0.1 on ports 8200 and 8443 unless --relay says otherwise.
 
-Without --dev, give --relay, and --ticket with a ticket minted elsewhere (for now by
-`lifeline-relay ticket mint`; later by the broker). The relay's certificate is checked against
---ca, or the built-in Mozilla root certificates.
+With a broker (--broker https://HOST:PORT, as `lifeline-broker dev` runs on 127.0.0.1:8600):
+`support` logs in (--email; the password from $LIFELINE_PASSWORD, else asked without echo) and
+creates the session there; `join` resolves the session number there. The broker names the
+relay and issues the admission ticket; the PIN never leaves the two endpoints.
+
+Without --dev or --broker, give --relay, and --ticket with a ticket minted elsewhere (e.g. by
+`lifeline-relay ticket mint`). Certificates (relay and broker) are checked against --ca, or the
+built-in Mozilla root certificates.
 
 HTTP proxy: --proxy, else the https_proxy / HTTPS_PROXY environment variables (no_proxy honoured).";
 
@@ -62,6 +67,9 @@ pub(crate) struct ConnectArgs {
     /// An admission ticket in hex (from the broker, or `lifeline-relay ticket mint`).
     #[arg(long, value_name = "HEX")]
     pub(crate) ticket: Option<String>,
+    /// The broker's API, https://HOST:PORT: the session, its relay and the ticket come from it.
+    #[arg(long, value_name = "URL", conflicts_with = "ticket")]
+    pub(crate) broker: Option<String>,
     /// With --dev: the name of the relay the minted tickets are for.
     #[arg(long, value_name = "NAME", default_value = "local")]
     pub(crate) home_relay: String,
@@ -83,6 +91,10 @@ pub(crate) struct SupportArgs {
     /// Your name as the customer sees it (at most 32 bytes).
     #[arg(long, default_value = "Provider")]
     pub(crate) name: String,
+    /// With --broker: your login email (the password comes from $LIFELINE_PASSWORD, else the
+    /// terminal).
+    #[arg(long, value_name = "EMAIL", requires = "broker")]
+    pub(crate) email: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -33,7 +33,20 @@ pub(crate) fn run(plan: Plan) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(session(plan))
+    let mut plan = plan;
+    let broker_login = plan.broker_login.take();
+    let result = runtime.block_on(session(plan));
+    if let Some(login) = broker_login {
+        // Best effort, bounded: the report gets its end time and the token is revoked.
+        runtime.block_on(async {
+            let done = async {
+                let _ = login.client.end_session(&login.token, login.session).await;
+                let _ = login.client.logout(&login.token).await;
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), done).await;
+        });
+    }
+    result
 }
 
 async fn session(mut plan: Plan) -> Result<(), Failure> {
@@ -116,6 +129,8 @@ struct Console {
     connected_once: bool,
     /// Customer: its own consent state (granted, pending).
     consent: (CapabilitySet, CapabilitySet),
+    /// Customer with a broker: consent receipts, posted in order by one task.
+    receipts: Option<mpsc::UnboundedSender<Receipt>>,
 }
 
 impl Console {
@@ -128,6 +143,18 @@ impl Console {
             members: BTreeMap::new(),
             connected_once: false,
             consent: (CapabilitySet::EMPTY, CapabilitySet::EMPTY),
+            receipts: plan.receipts.clone().map(spawn_receipts),
+        }
+    }
+
+    /// Reports a consent change (or the join) to the broker, for the session report. Receipts
+    /// are records: consent is enforced here, by the engine, whatever the broker stores.
+    fn receipt(&self, kind: &'static str, capability: &'static str) {
+        if let Some(receipts) = &self.receipts {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            let _ = receipts.send(Receipt { kind, capability, at });
         }
     }
 
@@ -252,6 +279,7 @@ impl Console {
         match event {
             Event::Joined { .. } => {
                 println!("Joined session {}: end-to-end encrypted.", self.session_text());
+                self.receipt("joined", "");
             }
             Event::MemberJoined { member } => {
                 self.members.entry(member).or_insert(Member {
@@ -305,8 +333,10 @@ impl Console {
                     let (was, is) = (old_granted.contains(capability), granted.contains(capability));
                     if !was && is {
                         println!("You allowed: {capability}. /revoke {word} takes it back.");
+                        self.receipt("granted", word);
                     } else if was && !is {
                         println!("You took back: {capability}.");
+                        self.receipt("revoked", word);
                     } else if old_pending.contains(capability) && !pending.contains(capability) && !is {
                         println!("You declined: {capability}.");
                     }
@@ -476,6 +506,30 @@ impl Console {
             println!("You allow {}.", capability_list(self.consent.0));
         }
     }
+}
+
+/// One consent receipt, stamped with this computer's clock when the change happened.
+struct Receipt {
+    kind: &'static str,
+    capability: &'static str,
+    at: i64,
+}
+
+/// The task that posts consent receipts to the broker, one at a time and in order. Best effort:
+/// a failure is logged, and receipts still queued when the program exits are lost.
+fn spawn_receipts(receipts: crate::setup::Receipts) -> mpsc::UnboundedSender<Receipt> {
+    let (sender, mut queue) = mpsc::unbounded_channel::<Receipt>();
+    let poster = async move {
+        while let Some(Receipt { kind, capability, at }) = queue.recv().await {
+            let posted =
+                receipts.client.post_receipt(&receipts.ticket, receipts.session, kind, capability, 0, at).await;
+            if let Err(error) = posted {
+                tracing::warn!(%error, kind, "consent receipt not stored at the broker");
+            }
+        }
+    };
+    tokio::spawn(poster);
+    sender
 }
 
 fn session_failure(end: SessionEnd) -> Failure {

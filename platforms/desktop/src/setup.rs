@@ -1,10 +1,12 @@
 //! From the command line to a ready session: trust anchors, relays, proxy, ticket, session
-//! number and PIN. Nothing here touches the network.
+//! number and PIN. Nothing here touches the network, except the calls to the broker when
+//! `--broker` is given (log in and create, or resolve).
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use lifeline_broker::{BrokerClient, ClientError};
 use lifeline_core::session::{Config, Pin};
 use lifeline_core::wire::MemberId;
 use lifeline_core::wire::handshake::Role;
@@ -13,7 +15,7 @@ use lifeline_transport_tokio::rng::uniform_below;
 use lifeline_transport_tokio::{
     HttpProxy, Join, RelayAddress, SessionSpec, TransportConfig, TrustAnchors, client_config, os_rng,
 };
-use zeroize::Zeroize as _;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::cli::{ConnectArgs, JoinArgs, SupportArgs};
 use crate::exit::Failure;
@@ -38,13 +40,47 @@ pub(crate) struct Plan {
     pub(crate) relay_text: String,
     /// The `--dev` folder, for hints.
     pub(crate) dev_dir: Option<PathBuf>,
+    /// Customer with `--broker`: where its consent receipts go.
+    pub(crate) receipts: Option<Receipts>,
+    /// Provider with `--broker`: the login, to tell the broker when the session ends.
+    pub(crate) broker_login: Option<BrokerLogin>,
+}
+
+/// The provider's broker session: ends the session there (report) and logs out at the end.
+pub(crate) struct BrokerLogin {
+    pub(crate) client: BrokerClient,
+    pub(crate) token: Zeroizing<String>,
+    pub(crate) session: u64,
+}
+
+/// The broker and the customer's ticket, for consent receipts (`POST /v1/sessions/N/events`).
+#[derive(Clone)]
+pub(crate) struct Receipts {
+    pub(crate) client: BrokerClient,
+    pub(crate) ticket: Vec<u8>,
+    pub(crate) session: u64,
 }
 
 /// `lifeline support`: a new session with a fresh session number (in dev mode) and PIN.
 pub(crate) fn support(args: &SupportArgs) -> Result<Plan, Failure> {
     let connect = &args.connect;
     let dev = dev_folder(connect)?;
+    let mut broker_relays = Vec::new();
+    let mut broker_login = None;
     let (session, ticket) = match (&connect.ticket, &dev) {
+        (None, _) if connect.broker.is_some() => {
+            let client = broker_client(connect, dev.as_ref())?;
+            let email = args.email.as_deref().ok_or_else(|| Failure::Config("--broker needs --email".into()))?;
+            let password = broker_password(email)?;
+            let (token, grant) = block_on(async {
+                let token = Zeroizing::new(client.login(email, &password).await?);
+                let grant = client.create_session(&token).await?;
+                Ok((token, grant))
+            })?;
+            broker_relays = grant.addresses;
+            broker_login = Some(BrokerLogin { client, token, session: grant.session });
+            (grant.session, grant.ticket)
+        }
         (Some(hex), _) => {
             let ticket = decode_ticket(hex)?;
             let parsed = Ticket::parse_unverified(&ticket).map_err(|e| Failure::Config(format!("--ticket: {e}")))?;
@@ -65,7 +101,9 @@ pub(crate) fn support(args: &SupportArgs) -> Result<Plan, Failure> {
     let pin = Pin::generate(&mut os_rng());
     let config = Config::new(session, MemberId::LEADER, Role::Provider, &args.name);
     let spec = SessionSpec { config, join: Join::Leader(pin.clone()), ticket };
-    plan(connect, dev, spec, Role::Provider, Some(pin))
+    let mut plan = plan(connect, dev, spec, Role::Provider, Some(pin), broker_relays)?;
+    plan.broker_login = broker_login;
+    Ok(plan)
 }
 
 /// `lifeline join`: the session number and PIN from the command line or the terminal.
@@ -74,7 +112,20 @@ pub(crate) fn join(args: &JoinArgs) -> Result<Plan, Failure> {
     let dev = dev_folder(connect)?;
     let given_session = args.session.as_deref().map(parse_session).transpose()?;
     let ticket = connect.ticket.as_deref().map(decode_ticket).transpose()?;
+    let mut broker_relays = Vec::new();
+    let mut receipts = None;
     let (session, ticket) = match (ticket, &dev) {
+        (None, _) if connect.broker.is_some() => {
+            let client = broker_client(connect, dev.as_ref())?;
+            let session = match given_session {
+                Some(session) => session,
+                None => prompt_session()?,
+            };
+            let grant = block_on(client.resolve(session))?;
+            broker_relays = grant.addresses;
+            receipts = Some(Receipts { client, ticket: grant.ticket.clone(), session: grant.session });
+            (grant.session, grant.ticket)
+        }
         (Some(ticket), _) => {
             let parsed = Ticket::parse_unverified(&ticket).map_err(|e| Failure::Config(format!("--ticket: {e}")))?;
             if parsed.role != TicketRole::Member {
@@ -105,7 +156,9 @@ pub(crate) fn join(args: &JoinArgs) -> Result<Plan, Failure> {
     }
     let config = Config::new(session, MemberId(1), Role::Customer, &args.name);
     let spec = SessionSpec { config, join: Join::Member(pin), ticket };
-    plan(connect, dev, spec, Role::Customer, None)
+    let mut plan = plan(connect, dev, spec, Role::Customer, None, broker_relays)?;
+    plan.receipts = receipts;
+    Ok(plan)
 }
 
 fn plan(
@@ -114,14 +167,14 @@ fn plan(
     spec: SessionSpec,
     role: Role,
     pin_to_show: Option<Pin>,
+    broker_relays: Vec<String>,
 ) -> Result<Plan, Failure> {
-    let anchors = match (&connect.ca, &dev) {
-        (Some(ca), _) => TrustAnchors::CaFile(ca.clone()),
-        (None, Some(dev)) => TrustAnchors::CaFile(dev.ca.clone()),
-        (None, None) => TrustAnchors::Mozilla,
-    };
-    let tls = client_config(&anchors).map_err(|e| Failure::Config(e.to_string()))?;
+    let tls = client_config(&anchors(connect, dev.as_ref())).map_err(|e| Failure::Config(e.to_string()))?;
     let mut relay_texts: Vec<&str> = connect.relays.iter().map(String::as_str).collect();
+    if relay_texts.is_empty() {
+        // The broker's relay (its addresses, preferred first) unless --relay says otherwise.
+        relay_texts.extend(broker_relays.iter().map(String::as_str));
+    }
     if relay_texts.is_empty() {
         if dev.is_none() {
             return Err(Failure::Config("give --relay HOST[:PORTS] (or --dev DIR for the local dev relay)".into()));
@@ -153,6 +206,54 @@ fn plan(
         pin_to_show,
         relay_text: relay_texts.join(" or "),
         dev_dir: dev.map(|dev| dev.dir),
+        receipts: None,
+        broker_login: None,
+    })
+}
+
+fn anchors(connect: &ConnectArgs, dev: Option<&DevFolder>) -> TrustAnchors {
+    match (&connect.ca, dev) {
+        (Some(ca), _) => TrustAnchors::CaFile(ca.clone()),
+        (None, Some(dev)) => TrustAnchors::CaFile(dev.ca.clone()),
+        (None, None) => TrustAnchors::Mozilla,
+    }
+}
+
+/// The broker client for `--broker`, trusting what the relay connection trusts.
+fn broker_client(connect: &ConnectArgs, dev: Option<&DevFolder>) -> Result<BrokerClient, Failure> {
+    let url = connect.broker.as_deref().unwrap_or_default();
+    let tls = client_config(&anchors(connect, dev)).map_err(|e| Failure::Config(e.to_string()))?;
+    BrokerClient::from_tls_config(url, &tls).map_err(|e| Failure::Config(format!("--broker: {e}")))
+}
+
+/// The provider's password: `$LIFELINE_PASSWORD`, else typed without echo.
+fn broker_password(email: &str) -> Result<Zeroizing<String>, Failure> {
+    if let Ok(password) = std::env::var("LIFELINE_PASSWORD") {
+        return Ok(Zeroizing::new(password));
+    }
+    rpassword::prompt_password(format!("Password for {email} (not shown): "))
+        .map(Zeroizing::new)
+        .map_err(|e| Failure::Internal(format!("cannot read the password: {e}")))
+}
+
+/// Runs one broker exchange to completion on a small runtime of its own (setup runs before
+/// the session's runtime starts).
+fn block_on<T>(work: impl Future<Output = Result<T, ClientError>>) -> Result<T, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(work).map_err(|error| match error {
+        ClientError::Api { status: 401, .. } => Failure::Refused("the broker refused the login".into()),
+        ClientError::Api { status: 404, .. } => {
+            Failure::Refused("the broker knows no open session with this number".into())
+        }
+        ClientError::Api { .. } => Failure::Refused(error.to_string()),
+        ClientError::Transport(message) if message.contains("certificate") || message.contains("Certificate") => {
+            Failure::Certificate(format!("broker: {message}"))
+        }
+        ClientError::Transport(_) => Failure::Unreachable(error.to_string()),
+        other => Failure::Config(other.to_string()),
     })
 }
 
@@ -195,7 +296,10 @@ fn dev_folder(connect: &ConnectArgs) -> Result<Option<DevFolder>, Failure> {
         return Err(bad("not a folder"));
     }
     let folder = DevFolder { dir: dir.clone(), ca: dir.join("ca.pem"), signing_key: dir.join("ticket-signing.key") };
-    for (file, needed) in [(&folder.ca, connect.ca.is_none()), (&folder.signing_key, connect.ticket.is_none())] {
+    for (file, needed) in [
+        (&folder.ca, connect.ca.is_none()),
+        (&folder.signing_key, connect.ticket.is_none() && connect.broker.is_none()),
+    ] {
         if needed && !file.is_file() {
             return Err(bad(&format!("{} is missing", file_name(file))));
         }

@@ -57,6 +57,9 @@ pub struct Config {
     /// Links to other relays of the fleet.
     #[serde(default)]
     pub mesh: Option<MeshConfig>,
+    /// Health and load reports to the broker (`[broker]`, optional; see `broker_report.rs`).
+    #[serde(default)]
+    pub broker: Option<crate::broker_report::BrokerReportConfig>,
 }
 
 /// Certificate files (PEM).

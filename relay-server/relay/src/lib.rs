@@ -21,6 +21,7 @@
 //! `docs/relay.md` in the repository describes ports, certificates, the mesh link protocol
 //! byte by byte, limits and metrics.
 
+mod broker_report;
 mod config;
 mod endpoint;
 mod mesh;
@@ -33,6 +34,7 @@ mod tls;
 
 pub mod pki;
 
+pub use broker_report::BrokerReportConfig;
 pub use config::{
     Config, ConfigError, DEFAULT_METRICS_LISTEN, Limits, MAX_MEMBERS_PER_SESSION, MeshConfig, MeshPeer, TicketFiles,
     TlsFiles,

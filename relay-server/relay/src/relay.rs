@@ -28,6 +28,7 @@ pub struct Relay {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
     mesh_listener: Option<TcpListener>,
+    reporter: Option<crate::broker_report::Reporter>,
     metrics_listener: TcpListener,
     stop: Arc<watch::Sender<bool>>,
     force: watch::Sender<bool>,
@@ -160,6 +161,12 @@ impl Relay {
             None => None,
         };
         let metrics_listener = bind(config.metrics_listen).await?;
+        let reporter = config
+            .broker
+            .as_ref()
+            .map(crate::broker_report::Reporter::new)
+            .transpose()
+            .map_err(StartError::Credentials)?;
         let metrics = Arc::new(Metrics::default());
         let limits = config.limits.clone();
         let (force, force_rx) = watch::channel(false);
@@ -180,7 +187,15 @@ impl Relay {
             tasks_idle: Notify::new(),
         };
         let (stop, _) = watch::channel(false);
-        Ok(Relay { shared: Arc::new(shared), listeners, mesh_listener, metrics_listener, stop: Arc::new(stop), force })
+        Ok(Relay {
+            shared: Arc::new(shared),
+            listeners,
+            mesh_listener,
+            reporter,
+            metrics_listener,
+            stop: Arc::new(stop),
+            force,
+        })
     }
 
     /// This relay's name.
@@ -211,7 +226,9 @@ impl Relay {
     /// Serves until shut down through a [`ShutdownHandle`]; returns once every connection is
     /// closed.
     pub async fn run(self) {
-        let Relay { shared, listeners, mesh_listener, metrics_listener, stop, force } = self;
+        let endpoint_addrs = self.endpoint_addrs();
+        let Relay { shared, listeners, mesh_listener, reporter, metrics_listener, stop, force } = self;
+        let reporter = reporter.map(|reporter| reporter.spawn(shared.clone(), &endpoint_addrs));
         let metrics_task = tokio::spawn(metrics::serve(metrics_listener, shared.metrics.clone()));
         let mut background = Vec::new();
         for listener in listeners {
@@ -268,6 +285,9 @@ impl Relay {
             warn!(relay = %shared.name, "some connection tasks did not end in time");
         }
         metrics_task.abort();
+        if let Some(reporter) = reporter {
+            reporter.abort();
+        }
         info!(relay = %shared.name, "stopped");
     }
 }

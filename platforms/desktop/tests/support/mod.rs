@@ -111,6 +111,11 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(dir: &Path) -> Relay {
+        Relay::start_with(dir, "")
+    }
+
+    /// Starts with `extra` appended to its config (a `[broker]` table, say).
+    pub fn start_with(dir: &Path, extra: &str) -> Relay {
         let ports = [free_port(), free_port()];
         let config = dir.join("test-relay.toml");
         std::fs::write(
@@ -118,7 +123,7 @@ impl Relay {
             format!(
                 "name = \"local\"\nlisten = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\nmetrics_listen = \"127.0.0.1:{}\"\n\n\
                  [tls]\ncert = \"relay-local.pem\"\nkey = \"relay-local.key\"\nca = \"ca.pem\"\n\n\
-                 [tickets]\nverify_key = \"ticket-verify.pem\"\n",
+                 [tickets]\nverify_key = \"ticket-verify.pem\"\n{extra}",
                 ports[0],
                 ports[1],
                 free_port()
@@ -264,8 +269,18 @@ impl App {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        App::start_with_env(args, &[])
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_with_env<I, S>(args: I, envs: &[(&str, &str)]) -> App
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let mut child = Command::new(lifeline_bin())
             .args(args)
+            .envs(envs.iter().copied())
             .env_remove("https_proxy")
             .env_remove("HTTPS_PROXY")
             .env("LIFELINE_LOG", "warn")
