@@ -21,3 +21,6 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   log "installing cargo-fuzz"
   cargo install cargo-fuzz --locked --version 0.13.2
 fi
+
+# The firmware target, QEMU and socat for the hardware-in-loop tests (hil-tests/).
+bash "$(dirname "$0")/setup-hil.sh"

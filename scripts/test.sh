@@ -9,12 +9,29 @@ log() { printf '\n== %s\n' "$*"; }
 started=$(date +%s)
 
 bash scripts/setup.sh
+# Xvfb for the screen-sharing tests (lifeline-screen starts its own server per test).
+bash scripts/setup-x11.sh
+# Headless Chromium + ChromeDriver for the web console's browser test (platforms/web-console).
+bash scripts/setup-browser.sh
 
 log "format"
 cargo fmt --all --check
 
 log "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "PostgreSQL for the broker's store tests (loopback, thrown away afterwards)"
+# shellcheck source=scripts/postgres-test.sh
+source scripts/postgres-test.sh
+trap postgres_test_stop EXIT
+
+log "appliance firmware (platforms/appliance, its own workspace, thumbv7em-none-eabihf)"
+# Format, lints and the images (QEMU's mps2-an386; the NUCLEO-F429ZI bench board, build only).
+# The HIL scenarios in `cargo test` below (hil-tests/) boot the mps2-an386 image on QEMU.
+(cd platforms/appliance && cargo fmt --all --check \
+  && cargo clippy --workspace --all-features --locked --release --target-dir target -- -D warnings \
+  && cargo build --locked --release --target-dir target \
+  && size target/thumbv7em-none-eabihf/release/lifeline-appliance-{mps2-an386,nucleo-f429zi})
 
 log "tests"
 cargo test --workspace --locked
