@@ -26,12 +26,14 @@ source scripts/postgres-test.sh
 trap postgres_test_stop EXIT
 
 log "appliance firmware (platforms/appliance, its own workspace, thumbv7em-none-eabihf)"
-# Format, lints and the images (QEMU's mps2-an386; the NUCLEO-F429ZI bench board, build only).
+# Format, lints, the images (QEMU's mps2-an386; the NUCLEO-F429ZI bench board, build only) and
+# the transport's unit tests on the host.
 # The HIL scenarios in `cargo test` below (hil-tests/) boot the mps2-an386 image on QEMU.
 (cd platforms/appliance && cargo fmt --all --check \
   && cargo clippy --workspace --all-features --locked --release --target-dir target -- -D warnings \
   && cargo build --locked --release --target-dir target \
-  && size target/thumbv7em-none-eabihf/release/lifeline-appliance-{mps2-an386,nucleo-f429zi})
+  && size target/thumbv7em-none-eabihf/release/lifeline-appliance-{mps2-an386,nucleo-f429zi} \
+  && cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')" --target-dir target -p lifeline-transport-embassy)
 
 log "tests"
 cargo test --workspace --locked

@@ -35,7 +35,9 @@ pub fn firmware() -> &'static Path {
         let started = Instant::now();
         let status = Command::new(env!("CARGO"))
             .current_dir(&dir)
-            .args(["build", "--release", "--locked", "-p", "lifeline-appliance-mps2-an386", "--target-dir"])
+            // The whole firmware workspace, as scripts/test.sh builds it: building one package
+            // alone unifies features differently and would compile everything a second time.
+            .args(["build", "--release", "--locked", "--target-dir"])
             .arg(&target)
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("RUSTFLAGS")

@@ -784,3 +784,77 @@ async fn write_outbox<S: embedded_io_async::Read + embedded_io_async::Write>(
     outbox.clear();
     ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // ---- backoff ----
+
+    #[test]
+    fn backoff_grows_then_caps_with_bounded_jitter() {
+        let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1) };
+        assert_eq!(backoff.ceiling(1), Duration::from_millis(100));
+        assert_eq!(backoff.ceiling(2), Duration::from_millis(200));
+        assert_eq!(backoff.ceiling(4), Duration::from_millis(800));
+        assert_eq!(backoff.ceiling(5), Duration::from_secs(1));
+        assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(1));
+        let mut rng = Drbg::from_seed([7; 32]);
+        for attempt in 1..12 {
+            let delay = backoff.delay(attempt, &mut rng);
+            let ceiling = backoff.ceiling(attempt);
+            assert!(delay >= ceiling / 2 && delay <= ceiling, "{delay:?} for attempt {attempt}");
+        }
+    }
+
+    #[test]
+    fn default_backoff_matches_the_tokio_transport() {
+        let backoff = Backoff::default();
+        assert_eq!(backoff.initial, Duration::from_millis(250));
+        assert_eq!(backoff.max, Duration::from_secs(15));
+    }
+
+    // ---- ports ----
+
+    #[test]
+    fn ports_are_tried_in_order_with_the_last_good_one_first() {
+        assert_eq!(ordered_ports(&DEFAULT_PORTS, None).as_slice(), &[8200, 443, 80]);
+        assert_eq!(ordered_ports(&DEFAULT_PORTS, Some(443)).as_slice(), &[443, 8200, 80]);
+        // A preferred port that is not in the list changes nothing.
+        assert_eq!(ordered_ports(&DEFAULT_PORTS, Some(9999)).as_slice(), &[8200, 443, 80]);
+        assert!(ordered_ports(&[], Some(80)).is_empty());
+    }
+
+    // ---- outbox and randomness ----
+
+    #[test]
+    fn the_outbox_never_overflows() {
+        let mut outbox = Outbox::new();
+        assert_eq!(outbox.room(), OUTBOX);
+        outbox.spare()[..10].fill(1);
+        outbox.commit(10);
+        assert_eq!(outbox.pending(), &[1; 10]);
+        outbox.commit(OUTBOX * 2);
+        assert_eq!(outbox.room(), 0);
+        assert!(outbox.spare().is_empty());
+        outbox.clear();
+        assert_eq!(outbox.room(), OUTBOX);
+    }
+
+    #[test]
+    fn forked_generators_are_independent_and_below_is_bounded() {
+        let mut parent = Drbg::from_seed([1; 32]);
+        let mut a = parent.fork();
+        let mut b = parent.fork();
+        let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+        rand_core::Rng::fill_bytes(&mut a, &mut x);
+        rand_core::Rng::fill_bytes(&mut b, &mut y);
+        assert_ne!(x, y);
+        for bound in [1, 2, 7, 250, 1 << 40] {
+            for _ in 0..100 {
+                assert!(parent.below(bound) < bound.max(1));
+            }
+        }
+        assert_eq!(parent.below(0), 0);
+    }
+}

@@ -19,6 +19,7 @@
 #[cfg(feature = "bench")]
 mod bench;
 mod board;
+mod executor;
 mod oem;
 
 use embassy_executor::Spawner;
@@ -57,8 +58,13 @@ impl EntropySource for ProvisionedSeed {
     }
 }
 
-#[embassy_executor::main]
-async fn main(spawner: Spawner) {
+#[cortex_m_rt::entry]
+fn entry() -> ! {
+    executor::run(|spawner| spawn(spawner, main_task(spawner)))
+}
+
+#[embassy_executor::task]
+async fn main_task(spawner: Spawner) {
     board::paint_stack();
     board::Uart::init();
     board::init_log(log::LevelFilter::Info);

@@ -10,6 +10,8 @@
 #![no_std]
 #![no_main]
 
+mod executor;
+
 use core::cell::RefCell;
 use core::fmt::{self, Write as _};
 
@@ -123,8 +125,13 @@ fn clocks() -> embassy_stm32::Config {
     config
 }
 
-#[embassy_executor::main]
-async fn main(spawner: Spawner) {
+#[cortex_m_rt::entry]
+fn entry() -> ! {
+    executor::run(|spawner| spawn(spawner, main_task(spawner)))
+}
+
+#[embassy_executor::task]
+async fn main_task(spawner: Spawner) {
     let p = embassy_stm32::init(clocks());
     let mut uart_config = usart::Config::default();
     uart_config.baudrate = 115_200;
