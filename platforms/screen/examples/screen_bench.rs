@@ -6,13 +6,14 @@
 //!
 //! Workloads: `static` (nothing changes), `typing` (two characters a frame), `scrolling` (a
 //! document scrolls by three lines a frame, as an editor repaints with CopyArea), `noise`
-//! (every pixel random every frame: the worst case), and `noise-q25` (the same at the JPEG
-//! quality the rate controller falls to on a slow link).
+//! (every pixel random every frame: the worst case), `noise-q25` (the same at the JPEG
+//! quality the rate controller falls to on a slow link) and `noise-2-threads` (q75, tile rows
+//! coded on two threads).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Instant;
 
-use lifeline_screen::backend::Capturer;
+use lifeline_screen::backend::Capturer as _;
 use lifeline_screen::codec::{Decoder, Encoder, EncoderConfig, Limits, Quality};
 use lifeline_screen::frame::{Frame, Rect};
 use lifeline_screen::message::ScreenMessage;
@@ -82,6 +83,7 @@ struct Totals {
     shm: Vec<f64>,
     damage: Vec<f64>,
     damage_pixels: usize,
+    hinted: Vec<f64>,
     get_image: Vec<f64>,
     encode: Vec<f64>,
     decode: Vec<f64>,
@@ -125,19 +127,26 @@ fn main() {
     compare_codecs(&window, &mut shm, &monitor);
     println!();
     println!(
-        "| workload | capture SHM ms | capture GetImage ms | capture XDamage+SHM ms (share of screen read) | encode ms | decode ms | fps (capture+encode) | bytes/frame | KB/s at 30 fps | ops | worst mean error | LZ4 whole frame: bytes/frame, ms |"
+        "| workload | capture SHM ms | capture GetImage ms | capture XDamage+SHM ms (share of screen read) | encode ms | encode with XDamage hint ms | decode ms | fps (capture+encode) | bytes/frame | KB/s at 30 fps | ops | worst mean error | LZ4 whole frame: bytes/frame, ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut notes = Vec::new();
-    for workload in ["static", "typing", "scrolling", "noise", "noise-q25"] {
+    for workload in ["static", "typing", "scrolling", "noise", "noise-q25", "noise-2-threads"] {
         let mut rng = Rng(0x5EED);
         draw_desktop(&window, &mut rng);
         let quality = if workload == "noise-q25" { Quality { jpeg_quality: 25, ..quality } } else { quality };
-        let mut encoder = Encoder::new(0, EncoderConfig::default());
+        let threads = if workload == "noise-2-threads" { 2 } else { 1 };
+        let mut encoder = Encoder::new(0, EncoderConfig { threads, ..EncoderConfig::default() });
         let mut decoder = Decoder::new(Limits::default());
         let mut frame = Frame::new(0, 0);
         let mut damage_frame = Frame::new(0, 0);
         damaged.capture_damaged(&monitor, &mut damage_frame).unwrap();
+        // A second encoder fed the XDamage frame with the damage as a hint (the Sharer's path);
+        // it goes through the same frames, so its output must be identical.
+        let mut hinted = Encoder::new(0, EncoderConfig { threads, ..EncoderConfig::default() });
+        let mut hinted_payloads = Vec::new();
+        hinted.encode(&damage_frame, &quality, &mut hinted_payloads);
+        hinted_payloads.clear();
         let mut payloads = Vec::new();
         // The first frame (a full refresh) is not counted; it is reported on its own below.
         shm.capture(&monitor, &mut frame).unwrap();
@@ -154,6 +163,9 @@ fn main() {
         loop {
             shm.capture(&monitor, &mut frame).unwrap();
             let stats = encoder.encode(&frame, &quality, &mut payloads);
+            let changed = damaged.capture_changed(&monitor, &mut damage_frame).unwrap();
+            hinted.encode_changed(&damage_frame, changed.as_deref(), &quality, &mut hinted_payloads);
+            hinted_payloads.clear();
             if payloads.is_empty() || refine_frames > 500 {
                 break;
             }
@@ -197,7 +209,7 @@ fn main() {
                         window.text(DOC.x as i16 + 6, y, &words(&mut rng, 150), [20, 20, 20], [255, 255, 255]).unwrap();
                     }
                 }
-                "noise" | "noise-q25" => {
+                "noise" | "noise-q25" | "noise-2-threads" => {
                     for chunk in noise.chunks_exact_mut(8) {
                         chunk.copy_from_slice(&rng.next().to_le_bytes());
                     }
@@ -214,14 +226,22 @@ fn main() {
             shm.capture(&monitor, &mut frame).unwrap();
             totals.shm.push(ms(started));
             let started = Instant::now();
-            let read = damaged.capture_damaged(&monitor, &mut damage_frame).unwrap();
+            let changed = damaged.capture_changed(&monitor, &mut damage_frame).unwrap();
             totals.damage.push(ms(started));
-            totals.damage_pixels += read.pixels;
+            totals.damage_pixels += changed
+                .as_ref()
+                .map_or(usize::from(WIDTH) * usize::from(HEIGHT), |rects| rects.iter().map(Rect::area).sum());
             assert_eq!(damage_frame.max_channel_difference(&frame), Some(0), "damage capture is exact");
+
+            let started = Instant::now();
+            hinted_payloads.clear();
+            hinted.encode_changed(&damage_frame, changed.as_deref(), &quality, &mut hinted_payloads);
+            totals.hinted.push(ms(started));
 
             let started = Instant::now();
             let stats = encoder.encode(&frame, &quality, &mut payloads);
             totals.encode.push(ms(started));
+            assert_eq!(payloads, hinted_payloads, "the damage hint changes nothing in the output");
             totals.bytes += stats.bytes;
             totals.parts += stats.parts;
             totals.jpegs += stats.jpegs;
@@ -246,9 +266,10 @@ fn main() {
         let (encode_ms, decode_ms) = (median(&mut totals.encode), median(&mut totals.decode));
         let per_frame = totals.bytes / n;
         println!(
-            "| {workload} | {shm_ms:.2} | {get_ms:.2} | {:.2} ({:.1} %) | {encode_ms:.2} | {decode_ms:.2} | {:.0} | {per_frame} | {:.1} | {} parts, {} JPEG, {} copies | {:.2} | {}, {:.2} |",
+            "| {workload} | {shm_ms:.2} | {get_ms:.2} | {:.2} ({:.1} %) | {encode_ms:.2} | {:.2} | {decode_ms:.2} | {:.0} | {per_frame} | {:.1} | {} parts, {} JPEG, {} copies | {:.2} | {}, {:.2} |",
             median(&mut totals.damage),
             totals.damage_pixels as f64 * 100.0 / (n as f64 * f64::from(WIDTH) * f64::from(HEIGHT)),
+            median(&mut totals.hinted),
             1000.0 / (shm_ms + encode_ms).max(0.001),
             per_frame as f64 * 30.0 / 1000.0,
             totals.parts,

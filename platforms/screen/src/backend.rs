@@ -12,7 +12,7 @@
 
 use core::fmt;
 
-use crate::frame::Frame;
+use crate::frame::{Frame, Rect};
 use crate::input::InputEvent;
 
 /// One monitor of the sharer's desktop.
@@ -87,8 +87,11 @@ pub trait Capturer {
 
     /// Like [`Capturer::capture`], but `frame` holds this monitor's previous result of this
     /// method, so a back-end that knows what changed may read only that (X11: XDamage).
-    fn capture_changed(&mut self, monitor: &Monitor, frame: &mut Frame) -> Result<(), BackendError> {
-        self.capture(monitor, frame)
+    /// Returns the rectangles written (monitor coordinates), or `None` if it may have written
+    /// anywhere; nothing outside the returned rectangles was touched.
+    fn capture_changed(&mut self, monitor: &Monitor, frame: &mut Frame) -> Result<Option<Vec<Rect>>, BackendError> {
+        self.capture(monitor, frame)?;
+        Ok(None)
     }
 
     /// The pointer's position and current shape.

@@ -25,14 +25,14 @@ use zune_jpeg::zune_core::options::DecoderOptions;
 
 use crate::frame::{Frame, Rect};
 use crate::message::{MAX_RECT_PIXELS, Op, UPDATE_HEADER_LEN, UPDATE_LAST, UPDATE_REFRESH, Update, UpdateHeader};
-use crate::tiles::{TileGrid, changed_tiles, detect_vertical_scroll};
+use crate::tiles::{TileGrid, changed_tiles, changed_tiles_within, detect_vertical_scroll};
 
 /// Encoder settings that do not change during a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncoderConfig {
     /// Tile side (64).
     pub tile: u16,
-    /// Largest payload produced ([`MAX_PAYLOAD_LEN`]).
+    /// Largest payload produced ([`MAX_PAYLOAD_LEN`]; values under 512 count as 512).
     pub max_payload: usize,
     /// Look for vertical scrolls (`Copy` ops).
     pub scroll_detection: bool,
@@ -43,6 +43,9 @@ pub struct EncoderConfig {
     /// A tile with more colours than this is photo-like (JPEG when lossy); at most 256. For
     /// measurements: 1 sends every non-solid tile as JPEG.
     pub photo_colors: usize,
+    /// Threads that code tile rows in parallel (1: the calling thread only). The output is the
+    /// same byte for byte whatever the count.
+    pub threads: usize,
 }
 
 impl Default for EncoderConfig {
@@ -54,6 +57,7 @@ impl Default for EncoderConfig {
             max_run: 16,
             palette: true,
             photo_colors: 256,
+            threads: 1,
         }
     }
 }
@@ -98,6 +102,16 @@ pub struct EncodeStats {
     pub bytes: usize,
 }
 
+impl EncodeStats {
+    /// Adds the op counts of another part of the same frame.
+    fn add_ops(&mut self, other: &EncodeStats) {
+        self.fills += other.fills;
+        self.palettes += other.palettes;
+        self.raws += other.raws;
+        self.jpegs += other.jpegs;
+    }
+}
+
 /// Encodes frames of one monitor into `Update` payloads.
 #[derive(Debug)]
 pub struct Encoder {
@@ -123,6 +137,7 @@ enum TileKind {
 impl Encoder {
     /// An encoder for monitor `monitor`.
     pub fn new(monitor: u8, config: EncoderConfig) -> Encoder {
+        let config = EncoderConfig { max_payload: config.max_payload.max(512), ..config };
         Encoder {
             monitor,
             config,
@@ -149,6 +164,20 @@ impl Encoder {
     /// Encodes `frame` against the previous one; appends payloads to `out` (none if nothing
     /// changed and nothing needs refining).
     pub fn encode(&mut self, frame: &Frame, quality: &Quality, out: &mut Vec<Vec<u8>>) -> EncodeStats {
+        self.encode_changed(frame, None, quality, out)
+    }
+
+    /// [`Encoder::encode`] when the caller knows where `frame` can differ from the frame it
+    /// passed last time: only tiles meeting `changed` are compared (`None`: all). Sound only if
+    /// `frame` is the same buffer as last time and nothing outside `changed` was written to it,
+    /// as with [`Capturer::capture_changed`](crate::backend::Capturer::capture_changed).
+    pub fn encode_changed(
+        &mut self,
+        frame: &Frame,
+        changed: Option<&[Rect]>,
+        quality: &Quality,
+        out: &mut Vec<Vec<u8>>,
+    ) -> EncodeStats {
         let mut stats = EncodeStats::default();
         let grid = TileGrid::new(frame.width(), frame.height(), self.config.tile);
         let refresh = self.refresh
@@ -161,7 +190,7 @@ impl Encoder {
             self.lossy.resize(grid.len(), false);
             stats.changed_tiles = grid.len();
         } else if let Some(reference) = self.reference.as_mut() {
-            let mut changed = changed_tiles(reference, frame, &grid, &mut self.dirty);
+            let mut changed = changed_tiles_within(reference, frame, &grid, changed, &mut self.dirty);
             if self.config.scroll_detection
                 && changed >= 8
                 && let Some(scroll) = detect_vertical_scroll(reference, frame, &grid, &self.dirty, self.config.tile)
@@ -175,30 +204,36 @@ impl Encoder {
             stats.changed_tiles = changed;
         }
 
-        // Changed tiles, row by row, merged into runs of the same kind.
-        for row in 0..grid.rows {
-            let mut column = 0;
-            while column < grid.columns {
-                if !self.dirty[row * grid.columns + column] {
-                    column += 1;
-                    continue;
+        // Changed tiles, row by row, merged into runs of the same kind; rows split among threads.
+        let threads = self.config.threads.clamp(1, grid.rows.max(1));
+        if threads == 1 {
+            let mut coder = RunCoder { config: &self.config, scratch: &mut self.scratch };
+            coder.encode_rows(frame, &grid, 0..grid.rows, &self.dirty, &mut self.lossy, quality, &mut ops, &mut stats);
+        } else {
+            let rows_per = grid.rows.div_ceil(threads);
+            let (config, dirty) = (&self.config, &self.dirty);
+            let results: Vec<(Vec<EncodedOp>, EncodeStats)> = std::thread::scope(|scope| {
+                let mut handles = Vec::new();
+                let mut lossy_rest: &mut [bool] = &mut self.lossy;
+                for first in (0..grid.rows).step_by(rows_per) {
+                    let rows = first..(first + rows_per).min(grid.rows);
+                    let (lossy, rest) = lossy_rest.split_at_mut(rows.len() * grid.columns);
+                    lossy_rest = rest;
+                    let grid = &grid;
+                    handles.push(scope.spawn(move || {
+                        let (mut ops, mut stats, mut scratch) = (Vec::new(), EncodeStats::default(), Vec::new());
+                        let mut coder = RunCoder { config, scratch: &mut scratch };
+                        coder.encode_rows(frame, grid, rows, dirty, lossy, quality, &mut ops, &mut stats);
+                        (ops, stats)
+                    }));
                 }
-                let kind = classify(frame, grid.rect(column, row), self.config.photo_colors);
-                let mut end = column + 1;
-                while end < grid.columns
-                    && self.dirty[row * grid.columns + end]
-                    && (matches!(kind, TileKind::Solid(_)) || end - column < self.config.max_run)
-                    && classify(frame, grid.rect(end, row), self.config.photo_colors) == kind
-                {
-                    end += 1;
-                }
-                let lossy = matches!(kind, TileKind::Photo) && quality.lossy;
-                for index in row * grid.columns + column..row * grid.columns + end {
-                    self.lossy[index] = lossy;
-                }
-                let run = run_rect(&grid, row, column, end);
-                self.encode_run(frame, run, kind, quality, &mut ops, &mut stats);
-                column = end;
+                // A coding thread cannot panic on any frame (no input reaches it unchecked);
+                // if one did, its rows are simply missing and the next refresh repairs them.
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
+            for (part_ops, part_stats) in results {
+                ops.extend(part_ops);
+                stats.add_ops(&part_stats);
             }
         }
 
@@ -216,7 +251,8 @@ impl Encoder {
                     let rect = grid.rect(index % grid.columns, index / grid.columns);
                     let kind = classify(frame, rect, 256);
                     let kind = if matches!(kind, TileKind::Photo) { TileKind::Lossless } else { kind };
-                    self.encode_run(frame, rect, kind, quality, &mut ops, &mut stats);
+                    RunCoder { config: &self.config, scratch: &mut self.scratch }
+                        .encode_run(frame, rect, kind, quality, &mut ops, &mut stats);
                 }
             }
         }
@@ -251,84 +287,6 @@ impl Encoder {
         stats
     }
 
-    fn encode_run(
-        &mut self,
-        frame: &Frame,
-        rect: Rect,
-        kind: TileKind,
-        quality: &Quality,
-        ops: &mut Vec<EncodedOp>,
-        stats: &mut EncodeStats,
-    ) {
-        let budget = self.config.max_payload.saturating_sub(UPDATE_HEADER_LEN);
-        let op = match kind {
-            TileKind::Solid(rgb) => {
-                stats.fills += 1;
-                EncodedOp::Fill { rect, rgb }
-            }
-            TileKind::Photo if quality.lossy => {
-                copy_rect(frame, rect, &mut self.scratch);
-                let mut jpeg = Vec::new();
-                let mut encoder = JpegEncoder::new(&mut jpeg, quality.jpeg_quality.clamp(1, 100));
-                encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-                let encoded = encoder.encode(&self.scratch, rect.width, rect.height, ColorType::Bgra).is_ok();
-                if encoded && jpeg.len() + 11 <= budget {
-                    stats.jpegs += 1;
-                    EncodedOp::Jpeg { rect, data: jpeg }
-                } else if let Some((left, right)) = split(rect, self.config.tile) {
-                    self.encode_run(frame, left, kind, quality, ops, stats);
-                    self.encode_run(frame, right, kind, quality, ops, stats);
-                    return;
-                } else {
-                    let lossless = Quality { lossy: false, ..*quality };
-                    self.encode_run(frame, rect, TileKind::Lossless, &lossless, ops, stats);
-                    return;
-                }
-            }
-            TileKind::Photo | TileKind::Lossless => {
-                let colors = if self.config.palette { palette(frame, rect, &mut self.scratch) } else { None };
-                let op = match colors {
-                    Some(colors) => {
-                        stats.palettes += 1;
-                        EncodedOp::Palette { rect, colors, lz4: lz4_flex::block::compress(&self.scratch) }
-                    }
-                    None => {
-                        stats.raws += 1;
-                        copy_rgb(frame, rect, &mut self.scratch);
-                        EncodedOp::Raw { rect, lz4: lz4_flex::block::compress(&self.scratch) }
-                    }
-                };
-                if op.len() > budget {
-                    match split(rect, self.config.tile) {
-                        Some((left, right)) => {
-                            // Undo the count; the halves count themselves.
-                            match op {
-                                EncodedOp::Palette { .. } => stats.palettes -= 1,
-                                _ => stats.raws -= 1,
-                            }
-                            self.encode_run(frame, left, kind, quality, ops, stats);
-                            self.encode_run(frame, right, kind, quality, ops, stats);
-                            return;
-                        }
-                        // A single tile of at most 64 x 64 always fits: 12 288 bytes of RGB
-                        // compress to at most 12 352 bytes. Smaller payload limits split rows.
-                        None => match split_rows(rect) {
-                            Some((top, bottom)) => {
-                                self.encode_run(frame, top, kind, quality, ops, stats);
-                                self.encode_run(frame, bottom, kind, quality, ops, stats);
-                                return;
-                            }
-                            None => op,
-                        },
-                    }
-                } else {
-                    op
-                }
-            }
-        };
-        ops.push(op);
-    }
-
     fn pack(&mut self, frame: &Frame, ops: &[EncodedOp], flags: u8, out: &mut Vec<Vec<u8>>, stats: &mut EncodeStats) {
         let mut part: u16 = 0;
         let header = |part: u16| UpdateHeader {
@@ -361,6 +319,134 @@ impl Encoder {
         }
         stats.parts = out.len() - first;
         stats.bytes = out[first..].iter().map(Vec::len).sum();
+    }
+}
+
+/// Codes runs of tiles into ops; one per thread.
+struct RunCoder<'a> {
+    config: &'a EncoderConfig,
+    scratch: &'a mut Vec<u8>,
+}
+
+impl RunCoder<'_> {
+    /// Codes the changed tiles of `rows`; `lossy` holds the flags of exactly those rows.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_rows(
+        &mut self,
+        frame: &Frame,
+        grid: &TileGrid,
+        rows: core::ops::Range<usize>,
+        dirty: &[bool],
+        lossy: &mut [bool],
+        quality: &Quality,
+        ops: &mut Vec<EncodedOp>,
+        stats: &mut EncodeStats,
+    ) {
+        let first_row = rows.start;
+        for row in rows {
+            let mut column = 0;
+            while column < grid.columns {
+                if !dirty[row * grid.columns + column] {
+                    column += 1;
+                    continue;
+                }
+                let kind = classify(frame, grid.rect(column, row), self.config.photo_colors);
+                let mut end = column + 1;
+                while end < grid.columns
+                    && dirty[row * grid.columns + end]
+                    && (matches!(kind, TileKind::Solid(_)) || end - column < self.config.max_run)
+                    && classify(frame, grid.rect(end, row), self.config.photo_colors) == kind
+                {
+                    end += 1;
+                }
+                let is_lossy = matches!(kind, TileKind::Photo) && quality.lossy;
+                let local = (row - first_row) * grid.columns;
+                for flag in &mut lossy[local + column..local + end] {
+                    *flag = is_lossy;
+                }
+                let run = run_rect(grid, row, column, end);
+                self.encode_run(frame, run, kind, quality, ops, stats);
+                column = end;
+            }
+        }
+    }
+
+    fn encode_run(
+        &mut self,
+        frame: &Frame,
+        rect: Rect,
+        kind: TileKind,
+        quality: &Quality,
+        ops: &mut Vec<EncodedOp>,
+        stats: &mut EncodeStats,
+    ) {
+        let budget = self.config.max_payload.saturating_sub(UPDATE_HEADER_LEN);
+        let op = match kind {
+            TileKind::Solid(rgb) => {
+                stats.fills += 1;
+                EncodedOp::Fill { rect, rgb }
+            }
+            TileKind::Photo if quality.lossy => {
+                copy_rect(frame, rect, self.scratch);
+                let mut jpeg = Vec::new();
+                let mut encoder = JpegEncoder::new(&mut jpeg, quality.jpeg_quality.clamp(1, 100));
+                encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+                let encoded = encoder.encode(self.scratch, rect.width, rect.height, ColorType::Bgra).is_ok();
+                if encoded && jpeg.len() + 11 <= budget {
+                    stats.jpegs += 1;
+                    EncodedOp::Jpeg { rect, data: jpeg }
+                } else if let Some((left, right)) = split(rect, self.config.tile) {
+                    self.encode_run(frame, left, kind, quality, ops, stats);
+                    self.encode_run(frame, right, kind, quality, ops, stats);
+                    return;
+                } else {
+                    let lossless = Quality { lossy: false, ..*quality };
+                    self.encode_run(frame, rect, TileKind::Lossless, &lossless, ops, stats);
+                    return;
+                }
+            }
+            TileKind::Photo | TileKind::Lossless => {
+                let colors = if self.config.palette { palette(frame, rect, self.scratch) } else { None };
+                let op = match colors {
+                    Some(colors) => {
+                        stats.palettes += 1;
+                        EncodedOp::Palette { rect, colors, lz4: lz4_flex::block::compress(self.scratch) }
+                    }
+                    None => {
+                        stats.raws += 1;
+                        copy_rgb(frame, rect, self.scratch);
+                        EncodedOp::Raw { rect, lz4: lz4_flex::block::compress(self.scratch) }
+                    }
+                };
+                if op.len() > budget {
+                    match split(rect, self.config.tile) {
+                        Some((left, right)) => {
+                            // Undo the count; the halves count themselves.
+                            match op {
+                                EncodedOp::Palette { .. } => stats.palettes -= 1,
+                                _ => stats.raws -= 1,
+                            }
+                            self.encode_run(frame, left, kind, quality, ops, stats);
+                            self.encode_run(frame, right, kind, quality, ops, stats);
+                            return;
+                        }
+                        // A single tile of at most 64 x 64 always fits: 12 288 bytes of RGB
+                        // compress to at most 12 352 bytes. Smaller payload limits split rows.
+                        None => match split_rows(rect) {
+                            Some((top, bottom)) => {
+                                self.encode_run(frame, top, kind, quality, ops, stats);
+                                self.encode_run(frame, bottom, kind, quality, ops, stats);
+                                return;
+                            }
+                            None => op,
+                        },
+                    }
+                } else {
+                    op
+                }
+            }
+        };
+        ops.push(op);
     }
 }
 

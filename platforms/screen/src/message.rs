@@ -26,7 +26,9 @@
 //!
 //! `Raw`, `Palette` and `Jpeg` cover at most [`MAX_RECT_PIXELS`] pixels, so a decoder's scratch
 //! memory is bounded whatever a peer sends; the frame itself is bounded by the decoder's
-//! [`Limits`](crate::codec::Limits).
+//! [`Limits`](crate::codec::Limits). The rectangles of one `Update` add up to at most twice the
+//! frame's area, which bounds the work per payload too (thousands of full-frame `Fill`s in
+//! 16 KiB would otherwise cost seconds).
 
 use crate::frame::Rect;
 use crate::wire::{Reader, Writer};
@@ -226,7 +228,16 @@ impl<'a> ScreenMessage<'a> {
                 }
                 let ops = reader.rest();
                 let mut check = OpIter { reader: Reader::new(ops), width, height };
-                while check.next_checked()?.is_some() {}
+                // The ops of one update cover at most twice the frame (a scroll copy plus
+                // disjoint tiles): this bounds a receiver's work per payload, not only its memory.
+                let budget = 2 * u64::from(width) * u64::from(height);
+                let mut covered = 0u64;
+                while let Some(op) = check.next_checked()? {
+                    covered += op.rect().area() as u64;
+                    if covered > budget {
+                        return None;
+                    }
+                }
                 ScreenMessage::Update(Update { monitor, frame, part, flags, width, height, ops })
             }
             message_type::CURSOR => {
@@ -410,6 +421,14 @@ impl<'a> Update<'a> {
 }
 
 impl Op<'_> {
+    /// The pixels the op writes (for `Copy`, its source, which has the same size).
+    pub const fn rect(&self) -> Rect {
+        match self {
+            Op::Copy { src, .. } => *src,
+            Op::Fill { rect, .. } | Op::Raw { rect, .. } | Op::Palette { rect, .. } | Op::Jpeg { rect, .. } => *rect,
+        }
+    }
+
     /// Appends the op's bytes; `None` (nothing appended) if a length does not fit its field.
     pub fn append_to(&self, out: &mut Vec<u8>) -> Option<()> {
         let start = out.len();

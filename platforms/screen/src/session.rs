@@ -104,9 +104,9 @@ impl<C: Capturer> Sharer<C> {
             return Ok(());
         }
         let monitor = &self.monitors[self.monitor];
-        self.capturer.capture_changed(monitor, &mut self.frame)?;
+        let changed = self.capturer.capture_changed(monitor, &mut self.frame)?;
         let number = self.encoder.next_frame();
-        let stats = self.encoder.encode(&self.frame, &self.rate.quality(), out);
+        let stats = self.encoder.encode_changed(&self.frame, changed.as_deref(), &self.rate.quality(), out);
         if stats.bytes > 0 {
             self.rate.on_sent(now, number, stats.bytes);
         }

@@ -60,12 +60,39 @@ impl TileGrid {
 /// differs from `previous`, and returns how many. Frames must have the same size; otherwise
 /// every tile is dirty.
 pub fn changed_tiles(previous: &Frame, current: &Frame, grid: &TileGrid, dirty: &mut Vec<bool>) -> usize {
+    changed_tiles_within(previous, current, grid, None, dirty)
+}
+
+/// [`changed_tiles`], comparing only the tiles that meet one of `within` (when given): the
+/// caller knows nothing changed elsewhere (the capturer did not write there).
+pub fn changed_tiles_within(
+    previous: &Frame,
+    current: &Frame,
+    grid: &TileGrid,
+    within: Option<&[Rect]>,
+    dirty: &mut Vec<bool>,
+) -> usize {
     dirty.clear();
     if previous.width() != current.width() || previous.height() != current.height() {
         dirty.resize(grid.len(), true);
         return grid.len();
     }
     dirty.resize(grid.len(), false);
+    // Tiles not to compare start out as "settled" and are cleared again at the end.
+    let mut skip = Vec::new();
+    if let Some(rects) = within {
+        skip.resize(grid.len(), true);
+        let tile = usize::from(grid.tile);
+        for rect in rects.iter().filter(|r| !r.is_empty()) {
+            let columns = usize::from(rect.x) / tile..(rect.right() as usize).div_ceil(tile).min(grid.columns);
+            for row in usize::from(rect.y) / tile..(rect.bottom() as usize).div_ceil(tile).min(grid.rows) {
+                for column in columns.clone() {
+                    skip[row * grid.columns + column] = false;
+                }
+            }
+        }
+        dirty.copy_from_slice(&skip);
+    }
     let stride = current.stride();
     let tile_bytes = usize::from(grid.tile) * 4;
     let (old, new) = (previous.as_bytes(), current.as_bytes());
@@ -86,6 +113,13 @@ pub fn changed_tiles(previous: &Frame, current: &Frame, grid: &TileGrid, dirty: 
                     *flag = true;
                     count += 1;
                 }
+            }
+        }
+    }
+    if !skip.is_empty() {
+        for (flag, skipped) in dirty.iter_mut().zip(&skip) {
+            if *skipped {
+                *flag = false;
             }
         }
     }

@@ -392,3 +392,52 @@ fn many_frames_of_random_edits_and_scrolls_stay_exact() {
         assert_eq!(decoder.frame().max_channel_difference(&frame), Some(0), "step {step}");
     }
 }
+
+#[test]
+fn parallel_coding_gives_the_same_bytes() {
+    let mut rng = Rng(77);
+    let mut frame = desktop(1100, 650, 17);
+    let one = EncoderConfig::default();
+    let three = EncoderConfig { threads: 3, ..one };
+    let (mut a, mut b) = (Encoder::new(0, one), Encoder::new(0, three));
+    for step in 0..6 {
+        let quality = if step % 2 == 0 { Quality::default() } else { LOSSLESS };
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let stats_a = a.encode(&frame, &quality, &mut out_a);
+        let stats_b = b.encode(&frame, &quality, &mut out_b);
+        assert_eq!(out_a, out_b, "step {step}");
+        assert_eq!(stats_a, stats_b, "step {step}");
+        let (x, y) = ((rng.next() % 900) as u16, (rng.next() % 500) as u16);
+        frame.fill(Rect::new(x, y, 150, 120), [rng.byte(), rng.byte(), rng.byte()]);
+        if step == 3 {
+            assert!(frame.copy_within(Rect::new(40, 100, 500, 400), 40, 60));
+        }
+    }
+}
+
+#[test]
+fn change_hints_give_the_same_bytes_as_a_full_comparison() {
+    let mut rng = Rng(4242);
+    let mut frame = desktop(900, 600, 23);
+    let (mut hinted, mut full) = (Encoder::new(0, EncoderConfig::default()), Encoder::new(0, EncoderConfig::default()));
+    let mut changed: Vec<Rect> = Vec::new();
+    for step in 0..12 {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let hint = if step == 0 { None } else { Some(changed.as_slice()) };
+        let stats_a = hinted.encode_changed(&frame, hint, &Quality::default(), &mut a);
+        let stats_b = full.encode(&frame, &Quality::default(), &mut b);
+        assert_eq!(a, b, "step {step}");
+        assert_eq!(stats_a, stats_b, "step {step}");
+        changed.clear();
+        for _ in 0..1 + rng.next() % 3 {
+            let rect = Rect::new((rng.next() % 800) as u16, (rng.next() % 500) as u16, 1 + (rng.next() % 90) as u16, 7);
+            frame.fill(rect, [rng.byte(), rng.byte(), rng.byte()]);
+            changed.push(rect);
+        }
+        if step == 6 {
+            let src = Rect::new(40, 100, 450, 400);
+            assert!(frame.copy_within(src, 40, 70));
+            changed.push(Rect::new(40, 70, 450, 400));
+        }
+    }
+}

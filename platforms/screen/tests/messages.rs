@@ -158,3 +158,16 @@ fn malformed_input_events_are_refused() {
         }
     }
 }
+
+#[test]
+fn an_update_cannot_ask_for_more_work_than_two_frames() {
+    // 1 000 full-frame fills of 7680 x 4320 would be 33 billion pixel writes from 12 kB.
+    let mut payload = Vec::new();
+    UpdateHeader { monitor: 0, frame: 0, part: 0, flags: 0, width: 7680, height: 4320 }.append_to(&mut payload);
+    let fill = Op::Fill { rect: Rect::new(0, 0, 7680, 4320), rgb: [1, 2, 3] };
+    fill.append_to(&mut payload).unwrap();
+    fill.append_to(&mut payload).unwrap();
+    assert!(ScreenMessage::parse(&payload).is_some(), "twice the frame is allowed (copy + tiles)");
+    fill.append_to(&mut payload).unwrap();
+    assert_eq!(ScreenMessage::parse(&payload), None);
+}

@@ -323,3 +323,55 @@ fn the_test_pattern_reaches_a_viewer_through_sharer_and_viewer() {
     assert_eq!(viewer.frame().rgb(630, 470), Some(WHITE));
     assert_eq!(viewer.monitors().len(), 1);
 }
+
+#[test]
+fn injected_input_is_told_apart_from_the_local_user() {
+    use lifeline_screen::x11::LocalInputWatcher;
+    let server = xvfb(640, 480);
+    let window = TestWindow::open(server.display(), Rect::new(0, 0, 640, 480)).unwrap();
+    window.focus().unwrap();
+    let mut watcher = LocalInputWatcher::connect(Some(server.display())).unwrap();
+    let devices = watcher.devices().unwrap();
+    assert!(devices.iter().any(|(name, xtest)| *xtest && name.contains("XTEST")), "{devices:?}");
+    assert_eq!(watcher.poll().unwrap(), Default::default());
+
+    let mut injector = X11Injector::connect(Some(server.display())).unwrap();
+    injector.inject(&InputEvent::Move { x: 10, y: 10 }).unwrap();
+    injector.inject(&InputEvent::Button { button: MouseButton::Left, pressed: true, x: 20, y: 20 }).unwrap();
+    injector.inject(&InputEvent::Button { button: MouseButton::Left, pressed: false, x: 20, y: 20 }).unwrap();
+    injector.inject(&InputEvent::Key { pressed: true, keysym: 0x61, code: 0 }).unwrap();
+    injector.inject(&InputEvent::Key { pressed: false, keysym: 0x61, code: 0 }).unwrap();
+    injector.sync().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let activity = watcher.poll().unwrap();
+    // Motions (2), one button press, one key press: all from XTest, none local. (Xvfb has no
+    // real input device, so the local side cannot be exercised here.)
+    assert_eq!(activity.local, 0, "{activity:?}");
+    assert!(activity.synthetic >= 3, "{activity:?}");
+}
+
+#[test]
+fn borrowed_keycodes_are_given_back() {
+    let server = xvfb(320, 200);
+    let window = TestWindow::open(server.display(), Rect::new(0, 0, 320, 200)).unwrap();
+    window.focus().unwrap();
+    let keymap = |display: &str| {
+        let (conn, _) = x11rb::rust_connection::RustConnection::connect(Some(display)).unwrap();
+        let (min, max) = (conn.setup().min_keycode, conn.setup().max_keycode);
+        conn.get_keyboard_mapping(min, max - min + 1).unwrap().reply().unwrap().keysyms
+    };
+    let before = keymap(server.display());
+    {
+        let mut injector = X11Injector::connect(Some(server.display())).unwrap();
+        let euro = keysym_for_char('€');
+        injector.inject(&InputEvent::Key { pressed: true, keysym: euro, code: 0 }).unwrap();
+        injector.inject(&InputEvent::Key { pressed: false, keysym: euro, code: 0 }).unwrap();
+        injector.sync().unwrap();
+        assert_ne!(keymap(server.display()), before, "a spare keycode was borrowed");
+        injector.inject(&InputEvent::Key { pressed: true, keysym: 0xFFE1, code: 0 }).unwrap(); // held Shift
+    }
+    window.sync().unwrap();
+    assert_eq!(keymap(server.display()), before, "and given back on drop");
+    let events = window.recorded(Duration::from_millis(200)).unwrap();
+    assert!(matches!(events.last(), Some(Recorded::KeyRelease { .. })), "held Shift released: {events:?}");
+}

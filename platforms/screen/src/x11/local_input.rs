@@ -44,11 +44,14 @@ impl LocalInputWatcher {
         if version.major_version < 2 {
             return Err(BackendError::Unsupported("XInput 2 missing"));
         }
-        let mask = xinput::XIEventMask::RAW_KEY_PRESS
+        let raw = xinput::XIEventMask::RAW_KEY_PRESS
             | xinput::XIEventMask::RAW_BUTTON_PRESS
-            | xinput::XIEventMask::RAW_MOTION
-            | xinput::XIEventMask::HIERARCHY;
-        let masks = [xinput::EventMask { deviceid: 1, mask: vec![mask] }]; // XIAllMasterDevices
+            | xinput::XIEventMask::RAW_MOTION;
+        // Raw events once per master (XIAllMasterDevices); device changes only on XIAllDevices.
+        let masks = [
+            xinput::EventMask { deviceid: 1, mask: vec![raw] },
+            xinput::EventMask { deviceid: 0, mask: vec![xinput::XIEventMask::HIERARCHY] },
+        ];
         conn.xinput_xi_select_events(root, &masks).map_err(protocol)?.check().map_err(protocol)?;
         let mut watcher = LocalInputWatcher { conn, devices: HashMap::new() };
         watcher.load_devices()?;

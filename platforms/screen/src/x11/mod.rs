@@ -71,6 +71,8 @@ pub struct X11Capturer {
     randr: bool,
     damage: Option<DamageState>,
     scratch: Vec<u8>,
+    /// The rectangles the last partial `capture_damaged` read.
+    last_rects: Vec<Rect>,
 }
 
 /// XDamage tracking for [`X11Capturer::capture_damaged`].
@@ -148,6 +150,7 @@ impl X11Capturer {
             randr,
             damage: None,
             scratch: Vec::new(),
+            last_rects: Vec::new(),
         };
         if method == CaptureMethod::Shm {
             capturer.shm = capturer.attach_shm().ok();
@@ -212,7 +215,9 @@ impl X11Capturer {
         for rect in &rects {
             self.read_rect(monitor, *rect, frame)?;
         }
-        Ok(DamageCapture { full: false, rects: rects.len(), pixels })
+        let count = rects.len();
+        self.last_rects = rects;
+        Ok(DamageCapture { full: false, rects: count, pixels })
     }
 
     /// Reads `rect` (monitor coordinates, inside the monitor) into the same place of `frame`.
@@ -413,8 +418,9 @@ impl Capturer for X11Capturer {
         Ok(())
     }
 
-    fn capture_changed(&mut self, monitor: &Monitor, frame: &mut Frame) -> Result<(), BackendError> {
-        self.capture_damaged(monitor, frame).map(|_| ())
+    fn capture_changed(&mut self, monitor: &Monitor, frame: &mut Frame) -> Result<Option<Vec<Rect>>, BackendError> {
+        let done = self.capture_damaged(monitor, frame)?;
+        Ok((!done.full).then(|| std::mem::take(&mut self.last_rects)))
     }
 
     fn cursor(&mut self) -> Result<CursorImage, BackendError> {
@@ -476,6 +482,8 @@ pub struct X11Injector {
     held_keys: HashSet<u8>,
     held_buttons: HashSet<u8>,
     shift_keycode: Option<u8>,
+    /// Spare keycodes given a keysym, cleared again on drop.
+    remapped: HashSet<u8>,
 }
 
 const SHIFT_L: u32 = 0xFFE1;
@@ -500,6 +508,7 @@ impl X11Injector {
             held_keys: HashSet::new(),
             held_buttons: HashSet::new(),
             shift_keycode: None,
+            remapped: HashSet::new(),
         };
         injector.load_keymap()?;
         Ok(injector)
@@ -551,6 +560,7 @@ impl X11Injector {
             *sym = keysym;
         }
         self.conn.change_keyboard_mapping(1, keycode, per, &syms).map_err(protocol)?.check().map_err(protocol)?;
+        self.remapped.insert(keycode);
         let index = usize::from(keycode - self.min_keycode) * usize::from(per);
         if let Some(slot) = self.keysyms.get_mut(index..index + usize::from(per)) {
             slot.copy_from_slice(&syms);
@@ -588,6 +598,22 @@ impl X11Injector {
     pub fn sync(&self) -> Result<(), BackendError> {
         self.conn.get_input_focus().map_err(protocol)?.reply().map_err(protocol)?;
         Ok(())
+    }
+}
+
+impl Drop for X11Injector {
+    /// Releases whatever is still held and gives the borrowed spare keycodes back their empty
+    /// mapping, so the customer's keyboard is as it was.
+    fn drop(&mut self) {
+        let _ = self.release_all();
+        let per = self.keysyms_per_keycode.max(1);
+        let empty = vec![0u32; usize::from(per)];
+        for keycode in self.remapped.drain().collect::<Vec<_>>() {
+            let _ = self.conn.change_keyboard_mapping(1, keycode, per, &empty);
+        }
+        // Wait until the server has done it: other clients must not see the borrowed mapping
+        // after the injector is gone.
+        let _ = self.sync();
     }
 }
 
