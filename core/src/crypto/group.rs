@@ -29,6 +29,22 @@ use crate::wire::{MemberId, Reader};
 
 /// Label of the key-wrap key derivation.
 pub const KEK_LABEL: &[u8] = b"lifeline v1 key wrap";
+/// HKDF info label of the check code (a short authentication string people compare by phone).
+pub const CHECK_CODE_LABEL: &[u8] = b"lifeline v1 check code";
+/// The check code has this many decimal digits.
+pub const CHECK_CODE_DIGITS: u32 = 6;
+
+/// The check code of one member's join: six decimal digits (`0..1_000_000`) derived from the
+/// member's SRP session key with the leader, which only those two endpoints hold. The leader
+/// and the member get the same value; someone in the middle who knew the PIN and ran two SRP
+/// exchanges (one with each side) would hold two different keys, so the two screens would show
+/// different codes (`docs/PROTOCOL.md` §8.5).
+pub fn check_code(srp_key: &[u8; SESSION_KEY_LEN], salt: &[u8; SALT_LEN], session: u64, member: MemberId) -> u32 {
+    let mut okm = zeroize::Zeroizing::new([0u8; 4]);
+    // 4 bytes is far below HKDF-SHA1's limit: this cannot fail.
+    let _ = hkdf_sha1(salt, srp_key, &[CHECK_CODE_LABEL, &session.to_be_bytes(), &[member.0]], okm.as_mut_slice());
+    u32::from_be_bytes(*okm) % 10u32.pow(CHECK_CODE_DIGITS)
+}
 /// Plaintext length of a wrapped epoch secret.
 pub const EPOCH_PLAINTEXT_LEN: usize = 4 + 4 + AES_KEY_LEN + MAC_KEY_LEN;
 /// Length of a wrapped epoch secret.

@@ -80,6 +80,16 @@ pub enum Event {
         /// The capability it needed.
         capability: Capability,
     },
+    /// The check code of the join between this endpoint and `peer` (the leader, on a member;
+    /// the member that just joined, on the leader): six decimal digits both endpoints derive
+    /// from their SRP session key. Show it; the two people compare it by phone. Codes that
+    /// differ mean someone is in the middle (who knew the PIN): end the session.
+    CheckCode {
+        /// The other endpoint of the join.
+        peer: MemberId,
+        /// `0..1_000_000`; show as six digits with leading zeros.
+        code: u32,
+    },
     /// The group moved to a new key epoch.
     Rekeyed {
         /// The new epoch.

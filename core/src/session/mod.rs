@@ -18,7 +18,7 @@ use zeroize::Zeroize;
 
 use crate::compress;
 use crate::consent::{Capability, ConsentError, ConsentGuard, RequestOutcome};
-use crate::crypto::group::{FLAG_DEPARTURE, KEY_UPDATE_LEN, KeyWrapKey, generate_epoch};
+use crate::crypto::group::{FLAG_DEPARTURE, KEY_UPDATE_LEN, KeyWrapKey, check_code, generate_epoch};
 use crate::crypto::packet::{EpochKeys, PLAINTEXT_OFFSET, SEQUENCE_HARD_LIMIT, frame_epoch};
 use crate::crypto::primitives::TAG_LEN;
 use crate::crypto::replay::ReplayWindow;
@@ -820,7 +820,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 match client.verify_server(server_proof) {
                     Ok(key) => {
                         let kek = KeyWrapKey::derive(key.as_bytes(), &salt, self.config.session, self.config.local_id);
+                        let code = check_code(key.as_bytes(), &salt, self.config.session, self.config.local_id);
                         self.phase = Phase::AwaitingKeys { kek, since };
+                        self.push_event(Event::CheckCode { peer: MemberId::LEADER, code });
                         Ok(())
                     }
                     Err(_) => {
@@ -906,6 +908,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 match handshake.verify_client(verifier, self.identity.as_bytes(), client_public, client_proof) {
                     Ok(server) => {
                         let kek = KeyWrapKey::derive(server.key(), verifier.salt(), self.config.session, sender);
+                        let code = check_code(server.key(), verifier.salt(), self.config.session, sender);
                         leader.slots[index].phase =
                             SlotPhase::Joined { kek, accept_due: Some(*server.server_proof()), key_update_due: true };
                         if self.peers.push(Peer::new(sender, now)).is_err() {
@@ -915,6 +918,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                         self.due.roster = true;
                         self.due.announce = true;
                         self.push_event(Event::MemberJoined { member: sender });
+                        self.push_event(Event::CheckCode { peer: sender, code });
                         // A new epoch for the newcomer: it cannot read what was sent before it
                         // joined, even if a relay kept those frames.
                         self.rekey(now, false);

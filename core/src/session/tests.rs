@@ -395,3 +395,47 @@ fn the_session_state_fits_a_microcontroller() {
     // SRP state and the AES key schedules).
     assert!(size < 12 * 1024, "Session<_, 8> is {size} bytes");
 }
+
+// ---- check code --------------------------------------------------------------------------
+
+fn check_codes(session: &mut TestSession) -> Vec<(MemberId, u32)> {
+    events(session)
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::CheckCode { peer, code } => Some((peer, code)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn both_ends_of_a_join_show_the_same_check_code_and_another_session_differs() {
+    let (mut leader, mut member) = established();
+    let on_leader = check_codes(&mut leader);
+    let on_member = check_codes(&mut member);
+    assert_eq!(on_leader.len(), 1);
+    assert_eq!(on_member.len(), 1);
+    assert_eq!(on_leader[0].0, MemberId(1));
+    assert_eq!(on_member[0].0, MemberId::LEADER);
+    assert_eq!(on_leader[0].1, on_member[0].1);
+    assert!(on_leader[0].1 < 1_000_000);
+
+    // Same PIN and session number, other randomness: other SRP keys, another code.
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let pin = Pin::generate(&mut rng);
+    let mut leader2: TestSession =
+        Session::new_leader(Config::new(SESSION, MemberId::LEADER, Role::Provider, "Ada"), &pin, rng, now());
+    let mut member2: TestSession = Session::new_member(
+        Config::new(SESSION, MemberId(1), Role::Customer, "Cy"),
+        pin.as_str(),
+        ChaCha20Rng::seed_from_u64(8),
+        now(),
+    );
+    for _ in 0..4 {
+        deliver(&mut member2, &mut leader2);
+        deliver(&mut leader2, &mut member2);
+    }
+    let other = check_codes(&mut member2);
+    assert_eq!(other.len(), 1);
+    assert_ne!(other[0].1, on_member[0].1);
+}

@@ -38,14 +38,16 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Start a support session as the provider.
     ///
-    /// Prints the session number and PIN to give the customer, then chat: lines typed go to the
-    /// customer. Commands: /request view|control|files|diagnostics, /who, /quit.
+    /// Prints the session number and PIN to give the customer and the web console's address,
+    /// then chat: lines typed go to the customer. Commands: /request view|control|files|diagnostics,
+    /// /send PATH, /fetch NAME, /accept N, /decline N, /diag [SECTION…], /who, /status, /quit.
     #[command(after_help = format!("{AFTER_HELP}\n\n{EXIT_CODES_HELP}"))]
     Support(SupportArgs),
     /// Join a support session as the customer.
     ///
     /// Asks for the session number and PIN the provider gave you (unless given), then chat.
-    /// Commands: /allow X, /deny X, /revoke X, /who, /end. End of input also ends the session.
+    /// Commands: /allow X, /deny X, /revoke X, /accept N, /decline N, /send PATH, /sent, /who,
+    /// /status, /end. End of input also ends the session.
     #[command(after_help = format!("{AFTER_HELP}\n\n{EXIT_CODES_HELP}"))]
     Join(JoinArgs),
 }
@@ -95,6 +97,12 @@ pub(crate) struct SupportArgs {
     /// terminal).
     #[arg(long, value_name = "EMAIL", requires = "broker")]
     pub(crate) email: Option<String>,
+    /// Where files the customer sends are saved (default: ~/Downloads, else this folder).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) downloads: Option<PathBuf>,
+    /// Do not serve the web console (the terminal only).
+    #[arg(long)]
+    pub(crate) no_web_console: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -111,6 +119,14 @@ pub(crate) struct JoinArgs {
     /// Your name as the provider sees it (at most 32 bytes).
     #[arg(long, default_value = "Customer")]
     pub(crate) name: String,
+    /// Where files the provider sends are saved, after you accept each (default: ~/Downloads,
+    /// else this folder).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) downloads: Option<PathBuf>,
+    /// A folder the provider may fetch files from (by name, only files directly inside it),
+    /// once you allow file transfer. Nothing is shared without it.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) share: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -17,8 +17,10 @@ use lifeline_transport_tokio::connect::refusal_text;
 use lifeline_transport_tokio::{
     CloseCause, ConnectError, ConnectionState, Received, SessionHandle, TransportEvent, spawn_session,
 };
+use lifeline_web_console as web;
 use tokio::sync::mpsc;
 
+use crate::apps::{Apps, Prepared, Show, staged_upload};
 use crate::exit::Failure;
 use crate::setup::Plan;
 use crate::text::{
@@ -50,23 +52,61 @@ pub(crate) fn run(plan: Plan) -> Result<(), Failure> {
 }
 
 async fn session(mut plan: Plan) -> Result<(), Failure> {
-    let mut console = Console::new(&plan);
+    let (apps, mut prepared) = Apps::new(plan.role == Role::Provider, plan.downloads.clone(), plan.share.clone());
+    let mut console = Console::new(&plan, apps);
+    // The provider's web console: loopback only, its URL (with the token) only on this terminal.
+    let mut web_commands = None;
+    let mut web_console = None;
+    if plan.role == Role::Provider && plan.web_console {
+        match web::WebConsole::start(web::ConsoleConfig::default()).await {
+            Ok((started, commands)) => {
+                console.web = Some(started.publisher());
+                web_commands = Some(commands);
+                web_console = Some(started);
+            }
+            Err(error) => println!("The web console did not start ({error}); the terminal still works."),
+        }
+    }
     if let Some(pin) = plan.pin_to_show.take() {
         console.introduce(pin.as_str());
+        console.pin = Some(zeroize::Zeroizing::new(pin.as_str().to_owned()));
     }
+    if let Some(started) = &web_console {
+        println!("Web console (keep this address to yourself: it holds the console's key):");
+        println!("    {}", started.url());
+    }
+    console.publish_session();
     let mut lines = read_lines();
     let (handle, mut events) = spawn_session(plan.transport, plan.spec);
     let mut input_open = true;
     let mut closing = false;
-    loop {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
         tokio::select! {
             event = events.next() => match event {
                 Some(event) => {
                     if let Some(result) = console.on_event(event) {
-                        return result;
+                        break result;
                     }
+                    console.pump(&handle).await;
                 }
-                None => return Err(Failure::Internal("the session stopped without saying why".into())),
+                None => break Err(Failure::Internal("the session stopped without saying why".into())),
+            },
+            Some(done) = prepared.recv() => {
+                console.on_prepared(done);
+                console.pump(&handle).await;
+            }
+            _ = tick.tick() => console.pump(&handle).await,
+            command = recv_command(&mut web_commands) => match command {
+                Some(command) => {
+                    if console.on_web_command(&handle, command).await == Next::Quit && !closing {
+                        closing = true;
+                        handle.close().await;
+                    }
+                    console.pump(&handle).await;
+                }
+                None => web_commands = None,
             },
             line = lines.recv(), if input_open => match line {
                 Some(line) => {
@@ -74,6 +114,7 @@ async fn session(mut plan: Plan) -> Result<(), Failure> {
                         closing = true;
                         handle.close().await;
                     }
+                    console.pump(&handle).await;
                 }
                 None => {
                     // End of input (Ctrl-D, or a closed pipe) ends the session.
@@ -90,6 +131,22 @@ async fn session(mut plan: Plan) -> Result<(), Failure> {
                 handle.close().await;
             }
         }
+    };
+    let out = Out { members: &console.members, web: console.web.as_ref() };
+    console.apps.finish(&out);
+    if let Some(started) = web_console {
+        // Open pages see the end; then the console stops (and its outbox goes).
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        started.shutdown().await;
+    }
+    result
+}
+
+/// The next command from the web console, or never when there is none.
+async fn recv_command(commands: &mut Option<mpsc::Receiver<web::ConsoleCommand>>) -> Option<web::ConsoleCommand> {
+    match commands {
+        Some(commands) => commands.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -131,10 +188,49 @@ struct Console {
     consent: (CapabilitySet, CapabilitySet),
     /// Customer with a broker: consent receipts, posted in order by one task.
     receipts: Option<mpsc::UnboundedSender<Receipt>>,
+    /// File transfer and diagnostics.
+    apps: Apps,
+    /// Provider: the web console's publisher.
+    web: Option<web::Publisher>,
+    /// Provider: the PIN, for the web console (zeroized when dropped).
+    pin: Option<zeroize::Zeroizing<String>>,
+    /// This endpoint's name.
+    local_name: String,
+    /// Check codes by peer.
+    check_codes: BTreeMap<MemberId, u32>,
+    /// Provider: uploads from the web console staged so far.
+    uploads: u32,
+    /// Customer: blocked data already reported (sender, content), until consent changes: data in
+    /// flight when a grant is taken back is reported once, not per frame.
+    blocked_shown: std::collections::BTreeSet<(MemberId, u8)>,
+}
+
+/// Names and the web console, for [`Apps`] (borrowed apart from the apps themselves).
+struct Out<'a> {
+    members: &'a BTreeMap<MemberId, Member>,
+    web: Option<&'a web::Publisher>,
+}
+
+impl Show for Out<'_> {
+    fn line(&self, text: &str) {
+        println!("{text}");
+    }
+
+    fn name_of(&self, member: MemberId) -> String {
+        match self.members.get(&member).and_then(|m| m.name.clone()) {
+            Some(name) => name,
+            None if member == MemberId::LEADER => "the provider".to_owned(),
+            None => format!("member {}", member.0),
+        }
+    }
+
+    fn web(&self) -> Option<&web::Publisher> {
+        self.web
+    }
 }
 
 impl Console {
-    fn new(plan: &Plan) -> Self {
+    fn new(plan: &Plan, apps: Apps) -> Self {
         Console {
             role: plan.role,
             session: plan.session,
@@ -144,6 +240,13 @@ impl Console {
             connected_once: false,
             consent: (CapabilitySet::EMPTY, CapabilitySet::EMPTY),
             receipts: plan.receipts.clone().map(spawn_receipts),
+            apps,
+            web: None,
+            pin: None,
+            local_name: plan.spec.config.name.as_str().to_owned(),
+            check_codes: BTreeMap::new(),
+            uploads: 0,
+            blocked_shown: std::collections::BTreeSet::new(),
         }
     }
 
@@ -190,6 +293,180 @@ impl Console {
         self.members.iter().filter(|(_, m)| m.role == Some(Role::Customer)).map(|(id, _)| *id).collect()
     }
 
+    fn out(&self) -> Out<'_> {
+        Out { members: &self.members, web: self.web.as_ref() }
+    }
+
+    fn publish(&self, event: web::ConsoleEvent) {
+        if let Some(web) = &self.web {
+            web.publish(event);
+        }
+    }
+
+    fn notice(&self, message: String) {
+        self.publish(web::ConsoleEvent::Notice { message, at_ms: now_ms() });
+    }
+
+    /// Provider: the session as the web console shows it.
+    fn publish_session(&self) {
+        let code = self.check_codes.values().next().map(|code| check_code_text(*code));
+        self.publish(web::ConsoleEvent::Session(web::SessionInfo {
+            session_number: self.session,
+            pin: self.pin.as_ref().map(|pin| pin.to_string()),
+            short_auth_string: code,
+            provider: Some(self.local_name.clone()),
+        }));
+    }
+
+    /// Provider: who is in the session and what each customer allows.
+    fn publish_members(&self) {
+        if self.web.is_none() {
+            return;
+        }
+        let mut members = vec![web::Member {
+            id: u32::from(self.apps.local().0),
+            name: self.local_name.clone(),
+            role: web::Role::Provider,
+            organisation: None,
+            you: true,
+            consent: Vec::new(),
+        }];
+        for (id, member) in &self.members {
+            let role = match member.role {
+                Some(Role::Provider) => web::Role::Provider,
+                _ => web::Role::Customer,
+            };
+            let consent = Capability::ALL
+                .into_iter()
+                .filter_map(|capability| {
+                    let state = if member.consent.0.contains(capability) {
+                        web::ConsentState::Granted
+                    } else if member.consent.1.contains(capability) {
+                        web::ConsentState::Pending
+                    } else {
+                        return None;
+                    };
+                    Some(web::Consent { capability: web_capability(capability)?, state })
+                })
+                .collect();
+            members.push(web::Member {
+                id: u32::from(id.0),
+                name: self.name(*id),
+                role,
+                organisation: None,
+                you: false,
+                consent,
+            });
+        }
+        self.publish(web::ConsoleEvent::Members { members });
+    }
+
+    async fn pump(&mut self, handle: &SessionHandle) {
+        let out = Out { members: &self.members, web: self.web.as_ref() };
+        self.apps.pump(&out, handle).await;
+    }
+
+    fn on_prepared(&mut self, prepared: Prepared) {
+        let granted = self.consent.0.contains(Capability::Diagnostics);
+        let out = Out { members: &self.members, web: self.web.as_ref() };
+        self.apps.on_prepared(&out, prepared, granted);
+    }
+
+    /// The status line: who is connected, what is granted, the check code.
+    fn status(&self) {
+        let others: Vec<String> = self
+            .members
+            .iter()
+            .map(|(id, member)| format!("{} ({})", self.name(*id), member.role.map_or("joining", role_name)))
+            .collect();
+        let who = if others.is_empty() { "nobody yet".to_owned() } else { others.join(", ") };
+        let code = match self.check_codes.values().next() {
+            Some(code) => format!(" | check code {}", check_code_text(*code)),
+            None => String::new(),
+        };
+        match self.role {
+            Role::Provider => println!("[status] connected: {who}{code}"),
+            _ => println!("[status] connected: {who} | you allow: {}{code}", capability_list(self.consent.0)),
+        }
+    }
+
+    // ---- the web console -------------------------------------------------------------------
+
+    /// Provider: why `capability` cannot be used now (no customer, or not allowed), if so.
+    fn not_allowed(&self, capability: Capability) -> Option<String> {
+        let customer = self.customers().first().copied()?;
+        let granted = self.members.get(&customer).is_some_and(|member| member.consent.0.contains(capability));
+        (!granted).then(|| {
+            format!(
+                "{} has not allowed {capability}: /request {} first.",
+                self.name(customer),
+                capability_word(capability)
+            )
+        })
+    }
+
+    async fn on_web_command(&mut self, handle: &SessionHandle, command: web::ConsoleCommand) -> Next {
+        let customer = self.customers().first().copied();
+        let needs = match &command {
+            web::ConsoleCommand::SendFile { .. } | web::ConsoleCommand::FetchFile { .. } => {
+                Some(Capability::FileTransfer)
+            }
+            web::ConsoleCommand::QueryDiagnostics { .. } => Some(Capability::Diagnostics),
+            _ => None,
+        };
+        if let Some(message) = needs.and_then(|capability| self.not_allowed(capability)) {
+            if let web::ConsoleCommand::SendFile { path, .. } = &command {
+                let _ = std::fs::remove_file(path);
+            }
+            println!("{message}");
+            self.publish(web::ConsoleEvent::Error { message, at_ms: now_ms() });
+            return Next::Continue;
+        }
+        match command {
+            web::ConsoleCommand::SendChat { text } => {
+                self.chat(handle, &text).await;
+            }
+            web::ConsoleCommand::RequestCapability { capability } => match core_capability(capability) {
+                Some(capability) => self.request(handle, Some(capability_word(capability))).await,
+                None => self.notice("That capability is not known here.".into()),
+            },
+            web::ConsoleCommand::SendFile { name, path, size: _ } => {
+                let Some(customer) = customer else {
+                    let _ = std::fs::remove_file(&path);
+                    self.notice("No customer has joined yet.".into());
+                    return Next::Continue;
+                };
+                self.uploads += 1;
+                match staged_upload(&path, &name, self.uploads) {
+                    Ok(path) => self.apps.send_file(&self.out(), customer, path),
+                    Err(error) => self.notice(format!("Cannot prepare {name}: {error}")),
+                }
+            }
+            web::ConsoleCommand::FetchFile { name } => match customer {
+                Some(customer) => {
+                    let out = Out { members: &self.members, web: self.web.as_ref() };
+                    self.apps.fetch(&out, customer, &name);
+                }
+                None => self.notice("No customer has joined yet.".into()),
+            },
+            web::ConsoleCommand::AcceptFile { transfer } | web::ConsoleCommand::DeclineFile { transfer } => {
+                let accept = matches!(command, web::ConsoleCommand::AcceptFile { .. });
+                let out = Out { members: &self.members, web: self.web.as_ref() };
+                self.apps.answer(&out, transfer.0, accept);
+            }
+            web::ConsoleCommand::QueryDiagnostics { sections } => match customer {
+                Some(customer) => {
+                    let out = Out { members: &self.members, web: self.web.as_ref() };
+                    self.apps.query(&out, customer, &sections);
+                }
+                None => self.notice("No customer has joined yet.".into()),
+            },
+            web::ConsoleCommand::EndSession => return Next::Quit,
+            _ => {}
+        }
+        Next::Continue
+    }
+
     // ---- events ----------------------------------------------------------------------------
 
     /// Prints `event`; `Some` when the session is over, with how the program should end.
@@ -208,8 +485,14 @@ impl Console {
             ConnectionState::Connecting { relay } if !self.connected_once => {
                 println!("Connecting to the relay at {relay}…");
             }
-            ConnectionState::Connected { relay, port, resumed, .. } => {
+            ConnectionState::Connected { relay, port, resumed, member } => {
+                self.apps.set_local(member);
+                self.publish(web::ConsoleEvent::Connection {
+                    state: web::ConnectionState::Connected,
+                    detail: Some(format!("{relay}:{port}")),
+                });
                 if resumed {
+                    self.apps.reconnected();
                     println!("Reconnected to the relay {relay}:{port}; the session goes on.");
                 } else {
                     println!("Connected to the relay {relay}:{port} (TLS 1.3).");
@@ -221,6 +504,10 @@ impl Console {
                 self.connected_once = true;
             }
             ConnectionState::Reconnecting { attempt, delay, error } => {
+                self.publish(web::ConsoleEvent::Connection {
+                    state: web::ConnectionState::Reconnecting,
+                    detail: Some(error.to_string()),
+                });
                 let wait = format!("{:.1} s", delay.as_secs_f64());
                 if self.connected_once && attempt == 1 {
                     println!("Connection to the relay lost ({error}); reconnecting in {wait}.");
@@ -230,7 +517,15 @@ impl Console {
                     println!("Cannot reach the relay yet ({error}); trying again in {wait}.");
                 }
             }
-            ConnectionState::Closed { cause } => return Some(self.on_closed(cause)),
+            ConnectionState::Closed { cause } => {
+                let result = self.on_closed(cause);
+                let reason = match &result {
+                    Ok(()) => "the session ended".to_owned(),
+                    Err(failure) => failure.to_string(),
+                };
+                self.publish(web::ConsoleEvent::Ended { reason });
+                return Some(result);
+            }
             _ => {}
         }
         None
@@ -305,10 +600,17 @@ impl Console {
                     }
                     (true, _) => println!("{name} ({}) joined.", role_name(role)),
                 }
+                if first {
+                    self.publish_members();
+                    self.status();
+                }
             }
             Event::MemberLeft { member } => {
                 println!("{} left the session.", self.name(member));
                 self.members.remove(&member);
+                self.apps.peer_gone(member);
+                self.publish_members();
+                self.status();
             }
             Event::JoinFailed { failures, .. } => {
                 println!("Someone tried to join with a wrong PIN (failed attempts: {failures}).");
@@ -326,6 +628,7 @@ impl Console {
                 );
             }
             Event::ConsentChanged { granted, pending } => {
+                self.blocked_shown.clear();
                 let (old_granted, old_pending) = self.consent;
                 self.consent = (granted, pending);
                 for capability in Capability::ALL {
@@ -337,13 +640,37 @@ impl Console {
                     } else if was && !is {
                         println!("You took back: {capability}.");
                         self.receipt("revoked", word);
+                        if capability == Capability::FileTransfer {
+                            self.apps.revoke_files();
+                        }
+                        if capability == Capability::Diagnostics {
+                            self.apps.revoke_diagnostics();
+                        }
                     } else if old_pending.contains(capability) && !pending.contains(capability) && !is {
                         println!("You declined: {capability}.");
                     }
                 }
+                if granted != old_granted {
+                    self.status();
+                }
             }
-            Event::PeerConsent { from, granted, pending } => self.on_peer_consent(from, granted, pending),
+            Event::PeerConsent { from, granted, pending } => {
+                self.on_peer_consent(from, granted, pending);
+                self.publish_members();
+            }
+            Event::CheckCode { peer, code } => {
+                self.check_codes.insert(peer, code);
+                let who = if self.role == Role::Provider { "the customer" } else { "the provider" };
+                println!(
+                    "Check code: {}. Compare it with {who} by phone: if it differs, end the session at once.",
+                    check_code_text(code)
+                );
+                self.publish_session();
+            }
             Event::DataRefused { from, content, capability } => {
+                if !self.blocked_shown.insert((from, content.to_byte())) {
+                    return;
+                }
                 println!(
                     "Blocked {} from {}: you have not allowed {capability}.",
                     content_name(content),
@@ -367,6 +694,9 @@ impl Console {
                 println!("{name} allowed: {capability}.");
             } else if was && !is {
                 println!("{name} took back: {capability}.");
+                if capability == Capability::FileTransfer {
+                    self.apps.revoke_files();
+                }
             } else if old_pending.contains(capability) && !pending.contains(capability) && !is {
                 println!("{name} declined: {capability}.");
             } else if !old_pending.contains(capability) && pending.contains(capability) {
@@ -378,10 +708,25 @@ impl Console {
         }
     }
 
-    fn on_data(&self, data: Received) {
+    fn on_data(&mut self, data: Received) {
         let from = self.name(data.from);
         match data.content {
-            ContentType::Chat => println!("{from}: {}", sanitize(&String::from_utf8_lossy(&data.payload))),
+            ContentType::Chat => {
+                let text = sanitize(&String::from_utf8_lossy(&data.payload));
+                println!("{from}: {text}");
+                self.publish(web::ConsoleEvent::Chat(web::ChatLine {
+                    from,
+                    member: Some(u32::from(data.from.0)),
+                    text,
+                    local: false,
+                    at_ms: now_ms(),
+                }));
+            }
+            content @ (ContentType::File | ContentType::Diagnostics) => {
+                let granted = self.consent.0.contains(Capability::Diagnostics);
+                let out = Out { members: &self.members, web: self.web.as_ref() };
+                self.apps.on_data(&out, data.from, content, &data.payload, granted);
+            }
             content => println!("[{} from {from}: {} bytes]", content_name(content), data.payload.len()),
         }
     }
@@ -400,10 +745,73 @@ impl Console {
         let mut words = command.split_whitespace();
         let verb = words.next().unwrap_or_default().to_ascii_lowercase();
         let argument = words.next();
+        // Everything after the verb, for paths with spaces.
+        let rest = command.trim_start().get(verb.len()..).unwrap_or_default().trim();
+        let peer = match self.role {
+            Role::Provider => self.customers().first().copied(),
+            _ => Some(MemberId::LEADER),
+        };
+        let needs = match verb.as_str() {
+            "send" | "fetch" => Some(Capability::FileTransfer),
+            "diag" | "diagnostics" => Some(Capability::Diagnostics),
+            _ => None,
+        };
+        if let Some(capability) = needs
+            && self.role == Role::Provider
+            && let Some(message) = self.not_allowed(capability)
+        {
+            println!("{message}");
+            return Next::Continue;
+        }
+        if verb == "send" && self.role != Role::Provider && !self.consent.0.contains(Capability::FileTransfer) {
+            // The engine would refuse it too: nothing of the file leaves this computer.
+            println!("Not sent: you have not allowed file transfer (the provider asks for it first).");
+            return Next::Continue;
+        }
         match (verb.as_str(), self.role) {
             ("quit" | "end" | "exit", _) => return Next::Quit,
             ("help", _) => self.help(),
             ("who", _) => self.who(),
+            ("status", _) => self.status(),
+            ("send", _) => match (peer, rest.is_empty()) {
+                (_, true) => println!("Usage: /send PATH"),
+                (None, _) => println!("No customer has joined yet."),
+                (Some(peer), false) => self.apps.send_file(&self.out(), peer, PathBuf::from(rest)),
+            },
+            ("fetch", Role::Provider) => match (peer, argument) {
+                (Some(peer), Some(_)) => {
+                    let out = Out { members: &self.members, web: self.web.as_ref() };
+                    self.apps.fetch(&out, peer, rest);
+                }
+                (None, _) => println!("No customer has joined yet."),
+                (_, None) => println!("Usage: /fetch NAME (a file in the customer's shared folder)"),
+            },
+            ("accept" | "decline", _) => {
+                let number = match argument.map(str::parse::<u32>) {
+                    Some(Ok(number)) => Some(number),
+                    Some(Err(_)) => None,
+                    None => match self.apps.open_offers().as_slice() {
+                        [only] => Some(*only),
+                        _ => None,
+                    },
+                };
+                match number {
+                    Some(number) => {
+                        let out = Out { members: &self.members, web: self.web.as_ref() };
+                        self.apps.answer(&out, number, verb == "accept");
+                    }
+                    None => println!("Usage: /{verb} N (the number of the offer)"),
+                }
+            }
+            ("diag" | "diagnostics", Role::Provider) => match peer {
+                Some(peer) => {
+                    let names: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+                    let out = Out { members: &self.members, web: self.web.as_ref() };
+                    self.apps.query(&out, peer, &names);
+                }
+                None => println!("No customer has joined yet."),
+            },
+            ("sent", Role::Customer) => self.apps.show_sent(&self.out()),
             ("request", Role::Provider) => self.request(handle, argument).await,
             ("allow" | "deny" | "revoke", Role::Customer) => self.consent(handle, &verb, argument).await,
             _ => println!("Unknown command /{verb}. /help lists the commands."),
@@ -414,7 +822,17 @@ impl Console {
     async fn chat(&self, handle: &SessionHandle, text: &str) {
         match handle.chat(text).await {
             Ok(()) if self.members.is_empty() => println!("(nobody else is in the session yet)"),
-            Ok(()) => {}
+            Ok(()) => self.publish(web::ConsoleEvent::Chat(web::ChatLine {
+                from: self.local_name.clone(),
+                member: Some(u32::from(self.apps.local().0)),
+                text: text.to_owned(),
+                local: true,
+                at_ms: now_ms(),
+            })),
+            Err(SendError::PayloadTooLarge) => {
+                println!("The message was not sent: it is too long (at most about 1000 bytes).");
+                self.notice("The message was not sent: it is too long.".into());
+            }
             Err(SendError::NotEstablished) => println!("Not joined yet: the message was not sent."),
             Err(SendError::Closed) => {}
             Err(error) => println!("The message was not sent: {error}."),
@@ -475,14 +893,21 @@ impl Console {
         match self.role {
             Role::Provider => {
                 println!("  /request {}   ask the customer's permission", capability_words());
-                println!("  /who                 who is in the session");
+                println!("  /send PATH           offer a file to the customer (after they allow files)");
+                println!("  /fetch NAME          ask for a file from the customer's shared folder");
+                println!("  /accept N, /decline N  answer a file the customer offers");
+                println!("  /diag [SECTION…]     ask for diagnostics (after they allow diagnostics)");
+                println!("  /who, /status        who is in the session");
                 println!("  /quit                end the session for everyone");
             }
             _ => {
                 println!("  /allow WHAT          allow what the provider asked for");
                 println!("  /deny WHAT           refuse it");
                 println!("  /revoke WHAT         take back something you allowed");
-                println!("  /who                 who is in the session, and what you allow");
+                println!("  /accept N, /decline N  answer a file the provider offers");
+                println!("  /send PATH           offer a file to the provider (after you allow files)");
+                println!("  /sent                show exactly what diagnostics were sent");
+                println!("  /who, /status        who is in the session, and what you allow");
                 println!("  /end                 end the session");
                 println!("  WHAT is one of {}", capability_words());
             }
@@ -547,5 +972,55 @@ fn session_failure(end: SessionEnd) -> Failure {
         ),
         SessionEnd::LeaderLost => Failure::Session("lost contact with the provider.".into()),
         other => Failure::Session(format!("the session ended: {other}.")),
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the web console.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+/// Six digits as "123 456".
+pub(crate) fn check_code_text(code: u32) -> String {
+    let digits = format!("{:06}", code % 1_000_000);
+    group_digits(&digits, 3)
+}
+
+fn web_capability(capability: Capability) -> Option<web::Capability> {
+    Some(match capability {
+        Capability::ViewScreen => web::Capability::ViewScreen,
+        Capability::RemoteControl => web::Capability::RemoteControl,
+        Capability::FileTransfer => web::Capability::FileTransfer,
+        Capability::Diagnostics => web::Capability::Diagnostics,
+        Capability::Unattended => web::Capability::Unattended,
+        Capability::RemoteConsole => web::Capability::RemoteConsole,
+        _ => return None,
+    })
+}
+
+fn core_capability(capability: web::Capability) -> Option<Capability> {
+    Capability::ALL.into_iter().find(|c| web_capability(*c) == Some(capability))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn check_codes_show_six_digits_in_two_groups() {
+        assert_eq!(check_code_text(702_661), "702 661");
+        assert_eq!(check_code_text(42), "000 042");
+    }
+
+    #[test]
+    fn capabilities_map_to_the_console_and_back() {
+        for capability in Capability::ALL {
+            let web = web_capability(capability).unwrap();
+            assert_eq!(core_capability(web), Some(capability));
+        }
     }
 }

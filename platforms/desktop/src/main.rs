@@ -1,10 +1,12 @@
-//! `lifeline`: the desktop app. `lifeline support` starts a session as the provider;
-//! `lifeline join` joins one as the customer. Chat and consent run in the terminal; everything
-//! between the two is end-to-end encrypted by `lifeline-core`, carried by
+//! `lifeline`: the desktop app. `lifeline support` starts a session as the provider (with its
+//! web console on 127.0.0.1, `lifeline-web-console`); `lifeline join` joins one as the customer.
+//! Chat, consent, file transfer and diagnostics (`lifeline-apps`, glued in `apps`) run in the
+//! terminal; everything between the two is end-to-end encrypted by `lifeline-core`, carried by
 //! `lifeline-transport-tokio` through a relay.
 //!
 //! Exit codes are listed in [`exit`] and in `lifeline --help`.
 
+mod apps;
 mod cli;
 mod console;
 mod exit;

@@ -44,6 +44,12 @@ pub(crate) struct Plan {
     pub(crate) receipts: Option<Receipts>,
     /// Provider with `--broker`: the login, to tell the broker when the session ends.
     pub(crate) broker_login: Option<BrokerLogin>,
+    /// Where received files go.
+    pub(crate) downloads: PathBuf,
+    /// Customer: the folder the provider may fetch files from.
+    pub(crate) share: Option<PathBuf>,
+    /// Provider: serve the web console.
+    pub(crate) web_console: bool,
 }
 
 /// The provider's broker session: ends the session there (report) and logs out at the end.
@@ -103,6 +109,8 @@ pub(crate) fn support(args: &SupportArgs) -> Result<Plan, Failure> {
     let spec = SessionSpec { config, join: Join::Leader(pin.clone()), ticket };
     let mut plan = plan(connect, dev, spec, Role::Provider, Some(pin), broker_relays)?;
     plan.broker_login = broker_login;
+    plan.downloads = downloads_dir(args.downloads.as_deref())?;
+    plan.web_console = !args.no_web_console;
     Ok(plan)
 }
 
@@ -158,6 +166,13 @@ pub(crate) fn join(args: &JoinArgs) -> Result<Plan, Failure> {
     let spec = SessionSpec { config, join: Join::Member(pin), ticket };
     let mut plan = plan(connect, dev, spec, Role::Customer, None, broker_relays)?;
     plan.receipts = receipts;
+    plan.downloads = downloads_dir(args.downloads.as_deref())?;
+    if let Some(share) = &args.share {
+        if !share.is_dir() {
+            return Err(Failure::Config(format!("--share {}: not a folder", share.display())));
+        }
+        plan.share = Some(share.clone());
+    }
     Ok(plan)
 }
 
@@ -208,7 +223,20 @@ fn plan(
         dev_dir: dev.map(|dev| dev.dir),
         receipts: None,
         broker_login: None,
+        downloads: PathBuf::from("."),
+        share: None,
+        web_console: false,
     })
+}
+
+/// `--downloads DIR` (made if missing), else `~/Downloads` if it exists, else this folder.
+fn downloads_dir(given: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(dir) = given {
+        std::fs::create_dir_all(dir).map_err(|e| Failure::Config(format!("--downloads {}: {e}", dir.display())))?;
+        return Ok(dir.to_path_buf());
+    }
+    let home = std::env::var_os("HOME").map(|home| PathBuf::from(home).join("Downloads"));
+    Ok(home.filter(|dir| dir.is_dir()).unwrap_or_else(|| PathBuf::from(".")))
 }
 
 fn anchors(connect: &ConnectArgs, dev: Option<&DevFolder>) -> TrustAnchors {

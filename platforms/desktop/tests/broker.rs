@@ -80,7 +80,9 @@ fn support_and_join_go_through_the_broker() {
     let record = broker.store.session(session.parse().unwrap()).unwrap().expect("the broker made the session");
     assert_eq!(record.relay, "local");
 
-    let mut customer = App::start(["join", "--broker", &broker.url, "--ca", ca]);
+    let downloads = temp.path().join("downloads");
+    let downloads = downloads.to_str().unwrap();
+    let mut customer = App::start(["join", "--broker", &broker.url, "--ca", ca, "--downloads", downloads]);
     customer.type_line(&session);
     customer.type_line(&pin);
     customer.expect("Connected to Ada (Helpdesk) (Provider)");
@@ -111,6 +113,21 @@ fn support_and_join_go_through_the_broker() {
     let expected =
         [("joined", ""), ("granted", "view"), ("revoked", "view")].map(|(k, d)| (k.to_owned(), d.to_owned()));
     assert_eq!(kinds, expected);
+
+    // Files through the same chain (broker, relay, both endpoints), after consent.
+    provider.type_line("/request files");
+    customer.expect("/allow files or /deny files");
+    customer.type_line("/allow files");
+    provider.expect("Customer allowed: file transfer");
+    let file = temp.path().join("update.bin");
+    support::random_file(&file, 200_000);
+    provider.type_line(&format!("/send {}", file.display()));
+    customer.expect("offers you the file update.bin");
+    customer.type_line("/accept");
+    let saved = customer.expect("Received update.bin");
+    let saved_as = saved.split("saved as ").nth(1).unwrap().trim_end_matches('.');
+    assert_eq!(support::sha256_file(std::path::Path::new(saved_as)), support::sha256_file(&file));
+    std::fs::remove_file(saved_as).unwrap();
     customer.type_line("/end");
     customer.expect("Session ended.");
     assert_eq!(customer.wait(LIMIT).code(), Some(0));

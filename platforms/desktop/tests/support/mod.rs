@@ -7,6 +7,8 @@
 //! So a test never depends on a relay or a session a developer happens to have running.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -104,6 +106,8 @@ pub fn dev_pki(parent: &Path, name: &str) -> PathBuf {
 /// A relay named "local" on two loopback ports, with the dev PKI in `dir`.
 pub struct Relay {
     pub ports: [u16; 2],
+    /// Its Prometheus metrics (`GET /metrics`, plain HTTP on loopback).
+    pub metrics_port: u16,
     config: PathBuf,
     child: Option<Child>,
     pub output: Output,
@@ -117,6 +121,7 @@ impl Relay {
     /// Starts with `extra` appended to its config (a `[broker]` table, say).
     pub fn start_with(dir: &Path, extra: &str) -> Relay {
         let ports = [free_port(), free_port()];
+        let metrics_port = free_port();
         let config = dir.join("test-relay.toml");
         std::fs::write(
             &config,
@@ -124,13 +129,11 @@ impl Relay {
                 "name = \"local\"\nlisten = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\nmetrics_listen = \"127.0.0.1:{}\"\n\n\
                  [tls]\ncert = \"relay-local.pem\"\nkey = \"relay-local.key\"\nca = \"ca.pem\"\n\n\
                  [tickets]\nverify_key = \"ticket-verify.pem\"\n{extra}",
-                ports[0],
-                ports[1],
-                free_port()
+                ports[0], ports[1], metrics_port
             ),
         )
         .unwrap();
-        let mut relay = Relay { ports, config, child: None, output: Output::default() };
+        let mut relay = Relay { ports, metrics_port, config, child: None, output: Output::default() };
         relay.spawn();
         relay
     }
@@ -148,6 +151,15 @@ impl Relay {
         self.output = Output::capture(&mut child);
         self.child = Some(child);
         self.output.expect_stdout("ready", LIMIT);
+    }
+
+    /// A counter from its metrics, e.g. `lifeline_relay_bytes_in_total`.
+    pub fn metric(&self, name: &str) -> u64 {
+        let body = http_get(self.metrics_port, "/metrics", &[]).1;
+        body.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .map_or_else(|| panic!("no metric {name} in:\n{body}"), |value| value as u64)
     }
 
     /// `--relay` for these ports.
@@ -294,6 +306,53 @@ impl App {
         App { child, stdin, output }
     }
 
+    /// Starts `lifeline` with its files limited to `kib` KiB each (`ulimit -f`, with SIGXFSZ
+    /// ignored so that a write past it fails with EFBIG, as on a full disk, instead of killing it).
+    pub fn start_with_file_limit(args: &[&str], kib: u64) -> App {
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+            .arg(lifeline_bin())
+            .args(args)
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env("LIFELINE_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let output = Output::capture(&mut child);
+        App { child, stdin, output }
+    }
+
+    /// Starts `lifeline` on a pseudo-terminal (util-linux `script`), as a person at a terminal
+    /// would run it: prompts read from the terminal, the PIN without echo. What is typed goes
+    /// through the terminal (and is echoed, as on a real one, unless echo is off).
+    pub fn start_in_pty(args: &[&str]) -> App {
+        let quote = |arg: &str| format!("'{}'", arg.replace('\'', "'\\''"));
+        let mut command_line = quote(&lifeline_bin().display().to_string());
+        for arg in args {
+            command_line.push(' ');
+            command_line.push_str(&quote(arg));
+        }
+        let mut child = Command::new("script")
+            .args(["-qfec", &command_line, "/dev/null"])
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env("LIFELINE_LOG", "warn")
+            .env("TERM", "dumb")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("util-linux `script` runs the app on a pseudo-terminal");
+        let stdin = child.stdin.take();
+        let output = Output::capture(&mut child);
+        App { child, stdin, output }
+    }
+
     /// Types a line.
     pub fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
@@ -339,4 +398,74 @@ impl Drop for App {
 pub fn digits_after(line: &str, label: &str) -> String {
     let (_, rest) = line.split_once(label).unwrap_or(("", line));
     rest.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1:`port`; returns the status code and the body.
+pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    http_request(port, "GET", path, headers, "")
+}
+
+/// A plain HTTP/1.1 request on 127.0.0.1:`port` (connection closed after it).
+pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    // Read until the body is complete by its Content-Length (a server may keep the connection
+    // open despite `Connection: close`), or until the server closes it.
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok());
+            if length.is_some_and(|length| response.len() >= end + 4 + length) {
+                break;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = std::fs::File::open(path).unwrap();
+    std::io::copy(&mut file, &mut hasher).unwrap();
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A file of `len` pseudo-random bytes (a simple generator: content, not secrecy).
+pub fn random_file(path: &Path, len: usize) {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ len as u64;
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).unwrap();
+}
+
+/// Digits in groups of three ("123 456 789"), as the apps show them.
+pub fn group3(digits: &str) -> String {
+    digits.as_bytes().chunks(3).map(|chunk| String::from_utf8_lossy(chunk).into_owned()).collect::<Vec<_>>().join(" ")
 }

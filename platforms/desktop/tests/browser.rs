@@ -1,0 +1,96 @@
+//! The provider's web console in headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! through ChromeDriver), in front of a real session: relay, `lifeline support`, `lifeline join`
+//! on loopback. The page chats with the customer, sends a file the customer accepts (SHA-256
+//! compared), asks for diagnostics and shows them; a screenshot is saved as
+//! `<target>/desktop-web-console.png`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+
+use support::webdriver::Driver;
+use support::{App, LIMIT, Relay, TempDir, dev_pki, digits_after, random_file, sha256_file};
+
+#[test]
+fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics() {
+    let temp = TempDir::new("browser");
+    let dev = dev_pki(temp.path(), "dev");
+    let relay = Relay::start(&dev);
+    let provider = App::start([
+        "support".as_ref(),
+        "--dev".as_ref(),
+        dev.as_os_str(),
+        "--relay".as_ref(),
+        relay.address().as_ref(),
+        "--name".as_ref(),
+        "Ada (Helpdesk)".as_ref(),
+    ]);
+    let session = digits_after(&provider.expect("Session number:"), "Session number:");
+    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let url = provider.expect("http://127.0.0.1:").trim().to_owned();
+    let downloads = temp.path().join("downloads");
+    let mut customer = App::start([
+        "join".as_ref(),
+        "--dev".as_ref(),
+        dev.as_os_str(),
+        "--relay".as_ref(),
+        relay.address().as_ref(),
+        "--name".as_ref(),
+        "Grace".as_ref(),
+        "--downloads".as_ref(),
+        downloads.as_os_str(),
+    ]);
+    customer.type_line(&session);
+    customer.type_line(&pin);
+    customer.expect("Connected to Ada (Helpdesk)");
+
+    let driver = Driver::start(&temp.path().join("profile"));
+    driver.navigate(&url);
+    driver.wait_text("session-number", &support::group3(&session));
+    driver.wait_text("members", "Grace");
+
+    // Chat from the page.
+    driver.type_into("#chat-input", "Hello Grace, Ada here.");
+    driver.click("#chat-send");
+    customer.expect("Ada (Helpdesk): Hello Grace, Ada here.");
+    customer.type_line("Hi Ada!");
+    driver.wait_text("chat-log", "Hi Ada!");
+
+    // Ask for files and diagnostics from the page; the customer allows both at its terminal.
+    driver.click("#requests button[data-capability=\"file_transfer\"]");
+    customer.expect("/allow files");
+    customer.type_line("/allow files");
+    driver.click("#requests button[data-capability=\"diagnostics\"]");
+    customer.expect("/allow diagnostics");
+    customer.type_line("/allow diagnostics");
+    provider.expect("Grace allowed: diagnostics");
+
+    // Send a file through the page's picker: the customer accepts it and the hashes match.
+    let file = temp.path().join("printer-driver.bin");
+    random_file(&file, 700_000);
+    driver.type_into("#file-input", file.to_str().unwrap());
+    driver.click("#file-send");
+    let offer = customer.expect("offers you the file printer-driver.bin");
+    customer.type_line(&format!("/accept {}", offer.rsplit(' ').next().unwrap()));
+    customer.expect("Received printer-driver.bin");
+    assert_eq!(sha256_file(&downloads.join("printer-driver.bin")), sha256_file(&file));
+    driver.wait_text("transfers", "printer-driver.bin");
+
+    // Diagnostics in the viewer.
+    driver.type_into("#diag-sections", "system, memory");
+    driver.click("#diag-query");
+    customer.expect("Sending diagnostics to Ada (Helpdesk)");
+    driver.wait_text("diag-view", "os.family");
+
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_owned();
+    let shot = target.join("desktop-web-console.png");
+    driver.screenshot(&shot);
+    println!("screenshot: {}", shot.display());
+
+    driver.click("#end-session");
+    driver.click("#end-yes");
+    customer.expect("Session ended by Ada (Helpdesk)");
+    let mut provider = provider;
+    assert_eq!(provider.wait(LIMIT).code(), Some(0));
+}
