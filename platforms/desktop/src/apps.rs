@@ -86,6 +86,8 @@ pub(crate) struct Apps {
     /// Diagnostics payloads waiting to go (customer: report parts; provider: queries).
     outbox: VecDeque<(MemberId, Vec<u8>)>,
     buf: Vec<u8>,
+    /// Application bytes handed to the session (file and diagnostics payloads).
+    sent_bytes: u64,
     prepared: mpsc::UnboundedSender<Prepared>,
     // Provider: queries in flight.
     next_request: u16,
@@ -113,6 +115,7 @@ impl Apps {
             held: None,
             outbox: VecDeque::new(),
             buf: vec![0; MAX_PAYLOAD_LEN],
+            sent_bytes: 0,
             prepared,
             next_request: 1,
             queries: BTreeMap::new(),
@@ -126,6 +129,11 @@ impl Apps {
     pub(crate) fn set_local(&mut self, member: MemberId) {
         self.local = member;
         self.transfers.set_local(member);
+    }
+
+    /// Application bytes handed to the session so far.
+    pub(crate) fn sent_bytes(&self) -> u64 {
+        self.sent_bytes
     }
 
     pub(crate) fn local(&self) -> MemberId {
@@ -408,7 +416,7 @@ impl Apps {
         }
         while let Some((peer, payload)) = self.outbox.pop_front() {
             match handle.send(Destination::Member(peer), ContentType::Diagnostics, payload.clone()).await {
-                Ok(()) => {}
+                Ok(()) => self.sent_bytes += payload.len() as u64,
                 Err(SendError::QueueFull | SendError::TransmitPending | SendError::KeysExhausted) => {
                     self.outbox.push_front((peer, payload));
                     return;
@@ -431,7 +439,7 @@ impl Apps {
                 },
             };
             match handle.send(Destination::Member(peer), ContentType::File, payload.clone()).await {
-                Ok(()) => {}
+                Ok(()) => self.sent_bytes += payload.len() as u64,
                 Err(SendError::QueueFull | SendError::TransmitPending | SendError::KeysExhausted) => {
                     self.held = Some((peer, payload));
                     break;

@@ -54,6 +54,11 @@ pub(crate) fn run(plan: Plan) -> Result<(), Failure> {
 async fn session(mut plan: Plan) -> Result<(), Failure> {
     let (apps, mut prepared) = Apps::new(plan.role == Role::Provider, plan.downloads.clone(), plan.share.clone());
     let mut console = Console::new(&plan, apps);
+    if let Some(receipts) = plan.receipts.clone() {
+        let (sender, task) = spawn_receipts(receipts);
+        console.receipts = Some(sender);
+        console.receipts_task = Some(task);
+    }
     // The provider's web console: loopback only, its URL (with the token) only on this terminal.
     let mut web_commands = None;
     let mut web_console = None;
@@ -134,6 +139,7 @@ async fn session(mut plan: Plan) -> Result<(), Failure> {
     };
     let out = Out { members: &console.members, web: console.web.as_ref() };
     console.apps.finish(&out);
+    console.finish_receipts().await;
     if let Some(started) = web_console {
         // Open pages see the end; then the console stops (and its outbox goes).
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -188,6 +194,12 @@ struct Console {
     consent: (CapabilitySet, CapabilitySet),
     /// Customer with a broker: consent receipts, posted in order by one task.
     receipts: Option<mpsc::UnboundedSender<Receipt>>,
+    /// The task posting them (awaited, bounded, when the session ends).
+    receipts_task: Option<tokio::task::JoinHandle<()>>,
+    /// Application data bytes received (payloads), for the session report.
+    received_bytes: u64,
+    /// The byte count last reported to the broker.
+    reported_bytes: u64,
     /// File transfer and diagnostics.
     apps: Apps,
     /// Provider: the web console's publisher.
@@ -239,7 +251,10 @@ impl Console {
             members: BTreeMap::new(),
             connected_once: false,
             consent: (CapabilitySet::EMPTY, CapabilitySet::EMPTY),
-            receipts: plan.receipts.clone().map(spawn_receipts),
+            receipts: None,
+            receipts_task: None,
+            received_bytes: 0,
+            reported_bytes: 0,
             apps,
             web: None,
             pin: None,
@@ -253,11 +268,34 @@ impl Console {
     /// Reports a consent change (or the join) to the broker, for the session report. Receipts
     /// are records: consent is enforced here, by the engine, whatever the broker stores.
     fn receipt(&self, kind: &'static str, capability: &'static str) {
+        self.receipt_with(kind, capability, 0);
+    }
+
+    fn receipt_with(&self, kind: &'static str, capability: &'static str, value: i64) {
         if let Some(receipts) = &self.receipts {
             let at = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-            let _ = receipts.send(Receipt { kind, capability, at });
+            let _ = receipts.send(Receipt { kind, capability, value, at });
+        }
+    }
+
+    /// Customer with a broker: reports the application bytes this endpoint sent and received
+    /// (a running total; the report keeps the largest), each MiB and at the end.
+    fn report_bytes(&mut self, force: bool) {
+        let total = self.received_bytes + self.apps.sent_bytes();
+        if self.receipts.is_some() && total > self.reported_bytes && (force || total - self.reported_bytes >= 1 << 20) {
+            self.reported_bytes = total;
+            self.receipt_with("bytes", "", i64::try_from(total).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sends the last byte count, then gives the receipts task up to 3 s to post what is queued.
+    async fn finish_receipts(&mut self) {
+        self.report_bytes(true);
+        self.receipts = None;
+        if let Some(task) = self.receipts_task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
         }
     }
 
@@ -709,6 +747,8 @@ impl Console {
     }
 
     fn on_data(&mut self, data: Received) {
+        self.received_bytes += data.payload.len() as u64;
+        self.report_bytes(false);
         let from = self.name(data.from);
         match data.content {
             ContentType::Chat => {
@@ -937,24 +977,24 @@ impl Console {
 struct Receipt {
     kind: &'static str,
     capability: &'static str,
+    value: i64,
     at: i64,
 }
 
 /// The task that posts consent receipts to the broker, one at a time and in order. Best effort:
 /// a failure is logged, and receipts still queued when the program exits are lost.
-fn spawn_receipts(receipts: crate::setup::Receipts) -> mpsc::UnboundedSender<Receipt> {
+fn spawn_receipts(receipts: crate::setup::Receipts) -> (mpsc::UnboundedSender<Receipt>, tokio::task::JoinHandle<()>) {
     let (sender, mut queue) = mpsc::unbounded_channel::<Receipt>();
     let poster = async move {
-        while let Some(Receipt { kind, capability, at }) = queue.recv().await {
+        while let Some(Receipt { kind, capability, value, at }) = queue.recv().await {
             let posted =
-                receipts.client.post_receipt(&receipts.ticket, receipts.session, kind, capability, 0, at).await;
+                receipts.client.post_receipt(&receipts.ticket, receipts.session, kind, capability, value, at).await;
             if let Err(error) = posted {
                 tracing::warn!(%error, kind, "consent receipt not stored at the broker");
             }
         }
     };
-    tokio::spawn(poster);
-    sender
+    (sender, tokio::spawn(poster))
 }
 
 fn session_failure(end: SessionEnd) -> Failure {

@@ -137,6 +137,10 @@ fn support_and_join_go_through_the_broker() {
     assert!(broker.store.session(number).unwrap().unwrap().ended_at.is_some());
     let events = broker.store.session_events(record.number).unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "ticket_member").count(), 1);
+    // The customer's endpoint reported the application bytes it moved (the 200 kB file and
+    // its chunk framing, plus the chat and control-free payloads), flushed as it exited.
+    let bytes = events.iter().filter(|e| e.kind == "bytes").map(|e| e.value).max().unwrap_or(0);
+    assert!((200_000..300_000).contains(&bytes), "reported bytes: {bytes}");
 
     // A wrong password: refused by the broker, nothing started.
     let mut refused = App::start_with_env(
