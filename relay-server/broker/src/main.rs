@@ -194,7 +194,7 @@ async fn run(config: Config) -> ExitCode {
     };
     let handle = server.shutdown_handle();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        lifeline_relay::shutdown_signal().await;
         handle.shutdown();
     });
     server.run().await;
@@ -448,7 +448,7 @@ async fn dev(dir: PathBuf) -> ExitCode {
     let relay_handle = relay.shutdown_handle();
     let broker_task = tokio::spawn(server.run());
     let relay_task = tokio::spawn(relay.run());
-    wait_for_signal().await;
+    lifeline_relay::shutdown_signal().await;
     relay_handle.shutdown();
     let _ = relay_task.await;
     broker_handle.shutdown();
@@ -519,28 +519,6 @@ fn write_secret(path: &Path, contents: &[u8]) -> Result<(), String> {
     }
     let mut file = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     file.write_all(contents).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn init_logging(level: Option<&str>) {

@@ -41,3 +41,27 @@ pub use config::{
 };
 pub use relay::{Relay, ShutdownHandle, StartError};
 pub use tls::{ALPN_ENDPOINT, ALPN_MESH};
+
+/// Waits for SIGTERM or Ctrl-C (Ctrl-C only where there is no SIGTERM): what a server process
+/// (the relay, or the broker's dev deployment) waits on before a graceful shutdown.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

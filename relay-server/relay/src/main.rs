@@ -142,34 +142,12 @@ fn run(config: Config, banner: Option<String>) -> ExitCode {
         }
         let handle = relay.shutdown_handle();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            lifeline_relay::shutdown_signal().await;
             handle.shutdown();
         });
         relay.run().await;
         ExitCode::SUCCESS
     })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn mint(key: &Path, session: u64, role: RoleArg, home: &str, ttl: u64) -> ExitCode {
