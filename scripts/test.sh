@@ -8,6 +8,15 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 log() { printf '\n== %s\n' "$*"; }
 started=$(date +%s)
 
+# A one-shot run gains nothing from incremental caches; they were half of `target/` (5 GB).
+export CARGO_INCREMENTAL=0
+# A full run needs about 12 GB in target/ and the firmware's target/; say so before a linker
+# dies of it half-way through.
+free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${free_kb:-0}" -lt $((12 * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kb / 1024 / 1024)) GB free on $(df -P . | awk 'NR==2 {print $6}'); a full run needs about 12 GB" >&2
+fi
+
 bash scripts/setup.sh
 # Xvfb for the screen-sharing tests (lifeline-screen starts its own server per test).
 bash scripts/setup-x11.sh
