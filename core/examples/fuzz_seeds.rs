@@ -306,13 +306,32 @@ fn control_seeds(root: &Path) {
     let messages = [
         (
             "announce-provider",
-            ControlRepr::Announce { role: Role::Provider, name: HString::try_from("Ada (Helpdesk)").unwrap() },
+            ControlRepr::Announce {
+                role: Role::Provider,
+                name: HString::try_from("Ada (Helpdesk)").unwrap(),
+                receive_limit: None,
+            },
         ),
         (
             "announce-customer-utf8",
-            ControlRepr::Announce { role: Role::Customer, name: HString::try_from("Zoë Ω ✓").unwrap() },
+            ControlRepr::Announce {
+                role: Role::Customer,
+                name: HString::try_from("Zoë Ω ✓").unwrap(),
+                receive_limit: None,
+            },
         ),
-        ("announce-empty-name", ControlRepr::Announce { role: Role::Customer, name: HString::new() }),
+        (
+            "announce-constrained",
+            ControlRepr::Announce {
+                role: Role::Customer,
+                name: HString::try_from("Pump 7").unwrap(),
+                receive_limit: Some(2048),
+            },
+        ),
+        (
+            "announce-empty-name",
+            ControlRepr::Announce { role: Role::Customer, name: HString::new(), receive_limit: None },
+        ),
         ("roster", ControlRepr::Roster { members: roster }),
         ("roster-full", ControlRepr::Roster { members: full_roster }),
         ("roster-empty", ControlRepr::Roster { members: HVec::new() }),

@@ -4,9 +4,9 @@ use heapless::String;
 
 use crate::crypto::srp::Group;
 use crate::time::Duration;
-use crate::wire::MemberId;
 use crate::wire::control::MAX_NAME_LEN;
 use crate::wire::handshake::Role;
+use crate::wire::{MAX_PAYLOAD_LEN, MIN_RECEIVE_LIMIT, MemberId};
 
 /// Most failed joins a session ever tolerates before its PIN dies. A configuration may only
 /// lower it: each failure is one online guess at the PIN.
@@ -65,6 +65,13 @@ pub struct Config {
     /// Frames per epoch before a rekey is asked for (clamped to
     /// 1..=[`DEFAULT_REKEY_AFTER_FRAMES`]; lower only ever means more rekeys).
     pub rekey_after_frames: u64,
+    /// The largest application payload this endpoint accepts in one frame (clamped to
+    /// [`MIN_RECEIVE_LIMIT`]..=[`MAX_PAYLOAD_LEN`]). Below the maximum it is announced, the other
+    /// members send this endpoint nothing larger, and [`Session::handle_frame`]'s `out` needs
+    /// only this many bytes: a microcontroller's buffers shrink with it.
+    ///
+    /// [`Session::handle_frame`]: super::Session::handle_frame
+    pub receive_limit: usize,
 }
 
 impl Config {
@@ -85,7 +92,19 @@ impl Config {
             timeouts: Timeouts::default(),
             max_join_failures: MAX_JOIN_FAILURES,
             rekey_after_frames: DEFAULT_REKEY_AFTER_FRAMES,
+            receive_limit: MAX_PAYLOAD_LEN,
         }
+    }
+
+    /// The receive limit as used (see [`Config::receive_limit`]).
+    pub fn receive_limit(&self) -> usize {
+        self.receive_limit.clamp(MIN_RECEIVE_LIMIT, MAX_PAYLOAD_LEN)
+    }
+
+    /// What `Announce` carries: the limit if it is below the maximum.
+    pub(crate) fn announced_receive_limit(&self) -> Option<u16> {
+        let limit = self.receive_limit();
+        if limit < MAX_PAYLOAD_LEN { u16::try_from(limit).ok() } else { None }
     }
 
     pub(crate) fn join_failure_limit(&self) -> u8 {

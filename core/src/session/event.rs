@@ -224,7 +224,8 @@ pub enum SendError {
     TransmitPending,
     /// The customer has not granted the capability this content needs.
     NotGranted,
-    /// More than [`MAX_PAYLOAD_LEN`](crate::wire::MAX_PAYLOAD_LEN) bytes.
+    /// More than [`MAX_PAYLOAD_LEN`](crate::wire::MAX_PAYLOAD_LEN) bytes, or more than a
+    /// receiving member announced it accepts ([`Session::max_payload`](super::Session::max_payload)).
     PayloadTooLarge,
     /// Not a valid destination (ourselves, or not an endpoint id).
     InvalidDestination,

@@ -207,6 +207,8 @@ enum SlotPhase {
 struct Peer {
     id: MemberId,
     role: Option<Role>,
+    /// The largest payload it accepts (its announced receive limit; the maximum until then).
+    receive_limit: usize,
     last_heard: Instant,
     /// Leader: when the relay reported this member's connection gone. It has
     /// [`Timeouts::reconnect_grace`] to come back (resuming with its keys) before it is removed.
@@ -217,7 +219,14 @@ struct Peer {
 
 impl Peer {
     fn new(id: MemberId, now: Instant) -> Self {
-        Peer { id, role: None, last_heard: now, away_since: None, windows: [(0, ReplayWindow::new()); 2] }
+        Peer {
+            id,
+            role: None,
+            receive_limit: MAX_PAYLOAD_LEN,
+            last_heard: now,
+            away_since: None,
+            windows: [(0, ReplayWindow::new()); 2],
+        }
     }
 
     /// The window for `epoch`, replacing the older slot when the epoch is new.
@@ -279,6 +288,68 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
             due: Due { hello: true, ..Due::default() },
             ..Self::empty(config, rng, now)
         }
+    }
+
+    /// An engine that is over before it starts: a place to build a member in with
+    /// [`Session::reset_member`]. A device that cannot spare a session-sized temporary on its
+    /// stack (every `Session::new_*` may build one or two, 7.7 KiB each on the appliance) makes
+    /// this once where the stack is shallow and resets it in place for each session.
+    pub fn closed(config: Config, rng: R, now: Instant) -> Self {
+        let () = Self::CAPACITY_OK;
+        Self::empty(config, rng, now)
+    }
+
+    /// Turns this engine, whatever its state, into what
+    /// `Session::new_member(config, pin, rng, now)` returns, field by field in place (no
+    /// session-sized temporary). Everything of the previous session is dropped: keys, peers,
+    /// queued events and statistics.
+    pub fn reset_member(&mut self, config: Config, pin: &str, rng: R, now: Instant) {
+        let () = Self::CAPACITY_OK;
+        // Every field named: a field added to `Session` does not compile until it is reset here.
+        let Session {
+            config: old_config,
+            rng: old_rng,
+            identity,
+            phase,
+            leader,
+            keys,
+            previous_keys,
+            member_kek,
+            send_sequence,
+            peers,
+            consent,
+            due,
+            requests,
+            events,
+            last_broadcast,
+            last_rekey,
+            removal_notices,
+            rekey_postponed,
+            key_request_due,
+            last_key_request,
+            stats,
+        } = self;
+        *identity = session_identity(config.session);
+        *old_config = config;
+        *old_rng = rng;
+        *phase = Phase::AwaitingChallenge { pin: Pin::from_str_truncated(pin), since: now };
+        *leader = None;
+        *keys = None;
+        *previous_keys = None;
+        *member_kek = None;
+        *send_sequence = 0;
+        peers.clear();
+        *consent = ConsentGuard::default();
+        *due = Due { hello: true, ..Due::default() };
+        requests.clear();
+        events.clear();
+        *last_broadcast = now;
+        *last_rekey = now;
+        removal_notices.clear();
+        *rekey_postponed = false;
+        *key_request_due = false;
+        *last_key_request = None;
+        *stats = Stats::default();
     }
 
     fn empty(config: Config, rng: R, now: Instant) -> Self {
@@ -360,7 +431,8 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     // ---- inputs ------------------------------------------------------------------------
 
     /// Handles one whole frame received from the relay. Application data is decrypted into
-    /// `out` (at least [`MAX_PAYLOAD_LEN`] bytes) and returned as a [`Delivery`]; everything else
+    /// `out` (at least [`Config::receive_limit`] bytes: [`MAX_PAYLOAD_LEN`] unless the
+    /// configuration announces a smaller limit) and returned as a [`Delivery`]; everything else
     /// is handled inside and may produce events and frames to send. The frame buffer is used as
     /// scratch space for in-place decryption.
     pub fn handle_frame(
@@ -498,7 +570,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         {
             return Err(SendError::NotGranted);
         }
-        if payload.len() > MAX_PAYLOAD_LEN {
+        if payload.len() > self.max_payload(destination) {
             return Err(SendError::PayloadTooLarge);
         }
         let required = PLAINTEXT_OFFSET + 2 + payload.len() + TAG_LEN;
@@ -527,6 +599,17 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         out[PLAINTEXT_OFFSET + 1] = flags;
         let frame_len = self.seal(now, FrameKind::SecureData, destination, 2 + len, out);
         Ok(frame_len)
+    }
+
+    /// The largest payload [`send`](Self::send) accepts for `destination`: [`MAX_PAYLOAD_LEN`],
+    /// or the smallest receive limit announced by the members it goes to (a constrained device
+    /// announces one; see [`Config::receive_limit`]). Size chunks of bulk data with it.
+    pub fn max_payload(&self, destination: Destination) -> usize {
+        self.peers
+            .iter()
+            .filter(|peer| destination.includes(peer.id))
+            .map(|peer| peer.receive_limit)
+            .fold(MAX_PAYLOAD_LEN, usize::min)
     }
 
     /// Provider: asks the customer `to` for `capability`. The customer's user sees a prompt.
@@ -700,8 +783,9 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         if !self.is_established() {
             return Err(FrameError::Unexpected);
         }
-        if header.kind == FrameKind::SecureData && out.len() < MAX_PAYLOAD_LEN {
-            return Err(FrameError::InsufficientSize { required: MAX_PAYLOAD_LEN });
+        let required = self.config.receive_limit();
+        if header.kind == FrameKind::SecureData && out.len() < required {
+            return Err(FrameError::InsufficientSize { required });
         }
         let epoch = frame_epoch(frame).ok_or(FrameError::Malformed)?;
         let current = self.keys.as_ref().map_or(0, EpochKeys::epoch);
@@ -1001,9 +1085,10 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     /// `current_epoch`: whether the message came under the current epoch (not the previous one).
     fn handle_control(&mut self, now: Instant, sender: MemberId, current_epoch: bool, control: ControlRepr) {
         match control {
-            ControlRepr::Announce { role, name } => {
+            ControlRepr::Announce { role, name, receive_limit } => {
                 if let Some(peer) = self.peers.iter_mut().find(|peer| peer.id == sender) {
                     peer.role = Some(role);
+                    peer.receive_limit = receive_limit.map_or(MAX_PAYLOAD_LEN, usize::from);
                 }
                 self.push_event(Event::MemberAnnounced { member: sender, role, name });
             }
@@ -1222,7 +1307,11 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
                 len
             }
             Pending::Announce => {
-                let announce = ControlRepr::Announce { role: self.config.role, name: self.config.name.clone() };
+                let announce = ControlRepr::Announce {
+                    role: self.config.role,
+                    name: self.config.name.clone(),
+                    receive_limit: self.config.announced_receive_limit(),
+                };
                 let len = self.seal_control(now, Destination::AllMembers, &announce, out)?;
                 self.due.announce = false;
                 len

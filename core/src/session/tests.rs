@@ -67,6 +67,40 @@ fn events(session: &mut TestSession) -> Vec<Event> {
 // ---- member: awaiting the challenge ------------------------------------------------------
 
 #[test]
+fn a_member_reset_in_place_is_a_new_member() {
+    // Reset from a closed engine and from one that was established (keys, a peer), then closed.
+    let config = || Config::new(SESSION, MemberId(1), Role::Customer, "Cy");
+    let from_closed: TestSession = Session::closed(config(), ChaCha20Rng::seed_from_u64(9), now());
+    assert!(from_closed.end().is_some());
+    let (_, mut used) = established();
+    used.close(now());
+    let _ = drain(&mut used);
+    let _ = events(&mut used);
+    assert!(used.end().is_some());
+    for mut session in [from_closed, used] {
+        let (mut leader, pin) = leader();
+        session.reset_member(config(), pin.as_str(), ChaCha20Rng::seed_from_u64(2), now());
+        assert!(session.end().is_none());
+        assert!(!session.is_established());
+        assert_eq!(session.stats(), Stats::default());
+        assert!(session.poll_event().is_none());
+        // The same frames, byte for byte, as a member made with `new_member` sends.
+        let hello = drain(&mut session);
+        assert_eq!(hello, drain(&mut member(pin.as_str())));
+        // And it joins.
+        let mut out = [0u8; MAX_PAYLOAD_LEN];
+        for mut frame in hello {
+            assert!(leader.handle_frame(now(), &mut frame, &mut out).is_ok());
+        }
+        for _ in 0..4 {
+            deliver(&mut leader, &mut session);
+            deliver(&mut session, &mut leader);
+        }
+        assert!(session.is_established());
+    }
+}
+
+#[test]
 fn a_member_starts_with_exactly_one_hello_to_the_leader() {
     let mut member = member("12345678");
     let frames = drain(&mut member);
@@ -438,4 +472,81 @@ fn both_ends_of_a_join_show_the_same_check_code_and_another_session_differs() {
     let other = check_codes(&mut member2);
     assert_eq!(other.len(), 1);
     assert_ne!(other[0].1, on_member[0].1);
+}
+
+// ---- established: a constrained member's receive limit -----------------------------------
+
+fn constrained_member(pin: &str, limit: usize) -> TestSession {
+    let mut config = Config::new(SESSION, MemberId(1), Role::Customer, "Pump");
+    config.receive_limit = limit;
+    Session::new_member(config, pin, ChaCha20Rng::seed_from_u64(2), now())
+}
+
+/// A leader and a member that announces `limit`, joined and announced.
+fn established_with_limit(limit: usize) -> (TestSession, TestSession) {
+    let (mut leader, pin) = leader();
+    let mut member = constrained_member(pin.as_str(), limit);
+    let mut small = std::vec![0u8; member.config.receive_limit()];
+    for _ in 0..4 {
+        for mut frame in drain(&mut member) {
+            let _ = leader.handle_frame(now(), &mut frame, &mut [0u8; MAX_PAYLOAD_LEN]);
+        }
+        for mut frame in drain(&mut leader) {
+            let _ = member.handle_frame(now(), &mut frame, &mut small);
+        }
+    }
+    assert!(member.is_established());
+    (leader, member)
+}
+
+#[test]
+fn senders_honour_an_announced_receive_limit() {
+    let (mut leader, mut member) = established_with_limit(2048);
+    assert_eq!(leader.max_payload(Destination::Member(MemberId(1))), 2048);
+    assert_eq!(leader.max_payload(Destination::AllMembers), 2048, "the smallest limit of the members");
+    // The member itself announced no limit to honour from the leader: full size towards it.
+    assert_eq!(member.max_payload(Destination::Member(MemberId::LEADER)), MAX_PAYLOAD_LEN);
+    let mut out = [0u8; MAX_FRAME_LEN];
+    let big = [7u8; 2049];
+    for destination in [Destination::Member(MemberId(1)), Destination::AllMembers] {
+        assert_eq!(leader.send(now(), destination, ContentType::Chat, &big, &mut out), Err(SendError::PayloadTooLarge));
+    }
+    // At the limit: sent, and the member takes it with a buffer of just the limit.
+    let len = leader.send(now(), Destination::Member(MemberId(1)), ContentType::Chat, &big[..2048], &mut out).unwrap();
+    assert!(len <= crate::wire::protected_frame_len(2048));
+    let mut data = [0u8; 2048];
+    let delivery = member.handle_frame(now(), &mut out[..len], &mut data).unwrap().unwrap();
+    assert_eq!(&data[..delivery.len], &big[..2048]);
+    // The member's own sends towards the unconstrained leader are not limited.
+    let _ = drain(&mut member);
+    assert!(member.send(now(), Destination::AllMembers, ContentType::Chat, &[1u8; 10_000], &mut out).is_ok());
+}
+
+#[test]
+fn a_constrained_member_needs_only_its_limit_for_data() {
+    let (mut leader, mut member) = established_with_limit(1024);
+    let mut out = [0u8; MAX_FRAME_LEN];
+    let len = leader.send(now(), Destination::AllMembers, ContentType::Chat, b"hello", &mut out).unwrap();
+    let mut short = [0u8; 1023];
+    assert_eq!(
+        member.handle_frame(now(), &mut out[..len].to_vec(), &mut short),
+        Err(FrameError::InsufficientSize { required: 1024 })
+    );
+    let mut exact = [0u8; 1024];
+    assert!(member.handle_frame(now(), &mut out[..len], &mut exact).unwrap().is_some());
+}
+
+#[test]
+fn members_without_a_limit_announce_none_and_get_full_size() {
+    let (mut leader, _member) = established();
+    assert_eq!(Config::new(SESSION, MemberId(1), Role::Customer, "Cy").announced_receive_limit(), None);
+    assert_eq!(leader.max_payload(Destination::AllMembers), MAX_PAYLOAD_LEN);
+    let mut out = [0u8; MAX_FRAME_LEN];
+    assert!(leader.send(now(), Destination::AllMembers, ContentType::Chat, &[1u8; MAX_PAYLOAD_LEN], &mut out).is_ok());
+    // Out-of-range settings are clamped, never announced as given.
+    let mut config = Config::new(SESSION, MemberId(1), Role::Customer, "Cy");
+    config.receive_limit = 10;
+    assert_eq!(config.announced_receive_limit(), Some(1024));
+    config.receive_limit = 1 << 20;
+    assert_eq!(config.announced_receive_limit(), None);
 }

@@ -8,7 +8,8 @@
 //!
 //! | type | message             | sender            | payload                                     |
 //! |------|---------------------|-------------------|---------------------------------------------|
-//! | 0x01 | `Announce`          | every member      | role u8, name length u8 (≤ 32), UTF-8 name  |
+//! | 0x01 | `Announce`          | every member      | role u8, name length u8 (≤ 32), UTF-8 name, |
+//! |      |                     |                   | optional receive limit u16 (1024..16383)    |
 //! | 0x02 | `Roster`            | leader            | count u8 (≤ 64), member ids [count]         |
 //! | 0x03 | `CapabilityRequest` | provider          | capability u8                               |
 //! | 0x04 | `ConsentState`      | customer          | granted set u8, pending set u8              |
@@ -20,7 +21,7 @@
 use heapless::{String, Vec};
 
 use super::handshake::Role;
-use super::{MemberId, Reader, Writer};
+use super::{MAX_PAYLOAD_LEN, MIN_RECEIVE_LIMIT, MemberId, Reader, Writer};
 use crate::consent::{Capability, CapabilitySet};
 
 /// Longest display name a member can announce, in bytes.
@@ -141,6 +142,10 @@ pub enum ControlRepr {
         role: Role,
         /// Display name (UTF-8, at most [`MAX_NAME_LEN`] bytes).
         name: String<MAX_NAME_LEN>,
+        /// The largest payload the sender accepts in one frame, if it is below
+        /// [`MAX_PAYLOAD_LEN`] (a constrained device): `MIN_RECEIVE_LIMIT..MAX_PAYLOAD_LEN`.
+        /// Members send it nothing larger. `None` (absent on the wire): no limit.
+        receive_limit: Option<u16>,
     },
     /// The leader's list of current members (itself included).
     Roster {
@@ -210,7 +215,12 @@ impl ControlRepr {
                     return None;
                 }
                 let name = core::str::from_utf8(reader.take(len)?).ok()?;
-                ControlRepr::Announce { role, name: String::try_from(name).ok()? }
+                let receive_limit = if reader.is_empty() {
+                    None
+                } else {
+                    Some(reader.u16().filter(|&limit| valid_receive_limit(limit))?)
+                };
+                ControlRepr::Announce { role, name: String::try_from(name).ok()?, receive_limit }
             }
             message_type::ROSTER => {
                 let count = usize::from(reader.u8()?);
@@ -244,10 +254,16 @@ impl ControlRepr {
     pub fn emit_payload(&self, out: &mut [u8]) -> Option<usize> {
         let mut writer = Writer::new(out);
         match self {
-            ControlRepr::Announce { role, name } => {
+            ControlRepr::Announce { role, name, receive_limit } => {
                 writer.u8(role.to_byte());
                 writer.u8(u8::try_from(name.len()).ok()?);
                 writer.put(name.as_bytes());
+                if let Some(limit) = *receive_limit {
+                    if !valid_receive_limit(limit) {
+                        return None;
+                    }
+                    writer.u16(limit);
+                }
             }
             ControlRepr::Roster { members } => {
                 writer.u8(u8::try_from(members.len()).ok()?);
@@ -267,6 +283,13 @@ impl ControlRepr {
     }
 }
 
+/// Whether `limit` may be announced: at least [`MIN_RECEIVE_LIMIT`], below [`MAX_PAYLOAD_LEN`]
+/// (a member without a limit announces none).
+const fn valid_receive_limit(limit: u16) -> bool {
+    let limit = limit as usize;
+    limit >= MIN_RECEIVE_LIMIT && limit < MAX_PAYLOAD_LEN
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +299,16 @@ mod tests {
         let mut roster = Vec::new();
         roster.extend_from_slice(&[MemberId(0), MemberId(4)]).unwrap();
         let messages = [
-            ControlRepr::Announce { role: Role::Provider, name: String::try_from("Ada, Helpdesk").unwrap() },
+            ControlRepr::Announce {
+                role: Role::Provider,
+                name: String::try_from("Ada, Helpdesk").unwrap(),
+                receive_limit: None,
+            },
+            ControlRepr::Announce {
+                role: Role::Customer,
+                name: String::try_from("Pump 7").unwrap(),
+                receive_limit: Some(2048),
+            },
             ControlRepr::Roster { members: roster },
             ControlRepr::CapabilityRequest { capability: Capability::RemoteControl },
             ControlRepr::ConsentState {
@@ -311,6 +343,43 @@ mod tests {
         assert_eq!(ControlRepr::parse(0x03, &[0x80]), None, "unknown capability");
         assert_eq!(ControlRepr::parse(0x04, &[0x80, 0]), None, "unknown capability bit");
         assert_eq!(ControlRepr::parse(0x99, &[]), None);
+    }
+
+    #[test]
+    fn the_receive_limit_is_optional_and_bounded() {
+        // Without the field: exactly the bytes of a member that announces no limit.
+        assert_eq!(
+            ControlRepr::parse(0x01, &[2, 1, b'a']),
+            Some(ControlRepr::Announce {
+                role: Role::Customer,
+                name: String::try_from("a").unwrap(),
+                receive_limit: None
+            })
+        );
+        assert_eq!(
+            ControlRepr::parse(0x01, &[2, 1, b'a', 0x08, 0x00]),
+            Some(ControlRepr::Announce {
+                role: Role::Customer,
+                name: String::try_from("a").unwrap(),
+                receive_limit: Some(2048)
+            })
+        );
+        assert!(ControlRepr::parse(0x01, &[2, 1, b'a', 0x04, 0x00]).is_some(), "1024, the minimum");
+        assert_eq!(ControlRepr::parse(0x01, &[2, 1, b'a', 0x03, 0xFF]), None, "below the minimum");
+        assert_eq!(ControlRepr::parse(0x01, &[2, 1, b'a', 0x40, 0x00]), None, "16384 is no limit: not sent");
+        assert_eq!(ControlRepr::parse(0x01, &[2, 1, b'a', 0x08]), None, "one byte of two");
+        assert_eq!(ControlRepr::parse(0x01, &[2, 1, b'a', 0x08, 0x00, 0x00]), None, "trailing byte");
+        // The example of PROTOCOL.md 11.1, byte for byte.
+        let mut buf = [0u8; 40];
+        let pump = ControlRepr::Announce {
+            role: Role::Customer,
+            name: String::try_from("Pump").unwrap(),
+            receive_limit: Some(2048),
+        };
+        let len = pump.emit_payload(&mut buf).unwrap();
+        assert_eq!(&buf[..len], &[0x02, 0x04, 0x50, 0x75, 0x6D, 0x70, 0x08, 0x00]);
+        let invalid = ControlRepr::Announce { role: Role::Customer, name: String::new(), receive_limit: Some(100) };
+        assert_eq!(invalid.emit_payload(&mut buf), None, "an invalid limit is never emitted");
     }
 
     #[test]

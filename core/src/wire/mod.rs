@@ -39,6 +39,15 @@ pub const PROTECTED_OVERHEAD: usize = 4 + 8 + 2 + 20;
 pub const MAX_BODY_LEN: usize = MAX_PAYLOAD_LEN + PROTECTED_OVERHEAD;
 /// Largest frame, header included. Decoders refuse anything longer before buffering it.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_BODY_LEN;
+/// Smallest receive limit a member may announce (PROTOCOL.md 11.1): every control
+/// and join message fits below it.
+pub const MIN_RECEIVE_LIMIT: usize = 1024;
+
+/// The length of a protected frame carrying `payload_len` bytes of (uncompressed) payload: the
+/// largest frame a member whose receive limit is `payload_len` is sent.
+pub const fn protected_frame_len(payload_len: usize) -> usize {
+    HEADER_LEN + PROTECTED_OVERHEAD + payload_len
+}
 
 /// Identifies one endpoint within a session. The leader is always [`MemberId::LEADER`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

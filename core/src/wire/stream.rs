@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::{HEADER_LEN, MAX_FRAME_LEN, RoutingHeader, WireError};
+use super::{HEADER_LEN, MAX_FRAME_LEN, MIN_RECEIVE_LIMIT, RoutingHeader, WireError, protected_frame_len};
 
 /// Reassembles whole frames from arbitrary chunks of a byte stream, in a fixed buffer.
 ///
@@ -23,7 +23,13 @@ use super::{HEADER_LEN, MAX_FRAME_LEN, RoutingHeader, WireError};
 ///
 /// A header that fails [`RoutingHeader::parse`] poisons the decoder: framing is lost, so the
 /// connection must be closed; every later call returns the same error. The buffer holds one
-/// maximum-size frame plus the start of the next, `CAP` bytes in all (at least [`MAX_FRAME_LEN`]).
+/// maximum-size frame plus the start of the next, `CAP` bytes in all.
+///
+/// A constrained endpoint (one that announces a receive limit, PROTOCOL.md 11.1) may use a `CAP`
+/// below [`MAX_FRAME_LEN`], down to [`protected_frame_len`]`(`[`MIN_RECEIVE_LIMIT`]`)`: a frame
+/// longer than `CAP` (a sender that did not know or honour the limit yet) is then **skipped**:
+/// its bytes are discarded as they arrive, framing is kept, and [`skipped`](Self::skipped)
+/// counts it.
 #[derive(Clone)]
 pub struct StreamDecoder<const CAP: usize = { MAX_FRAME_LEN * 2 }> {
     buf: [u8; CAP],
@@ -31,6 +37,9 @@ pub struct StreamDecoder<const CAP: usize = { MAX_FRAME_LEN * 2 }> {
     end: usize,
     /// Bytes at `start` handed out by the previous `next_frame`, released on the next call.
     lent: usize,
+    /// Bytes of a frame longer than `CAP` still to discard.
+    discard: usize,
+    skipped: u32,
     poisoned: Option<WireError>,
 }
 
@@ -63,12 +72,21 @@ impl fmt::Display for DecodeError {
 impl core::error::Error for DecodeError {}
 
 impl<const CAP: usize> StreamDecoder<CAP> {
-    const CAPACITY_OK: () = assert!(CAP >= MAX_FRAME_LEN, "StreamDecoder needs room for a maximum-size frame");
+    const CAPACITY_OK: () = assert!(
+        CAP >= protected_frame_len(MIN_RECEIVE_LIMIT),
+        "StreamDecoder needs room for a frame of the smallest receive limit"
+    );
 
     /// An empty decoder.
     pub const fn new() -> Self {
         let () = Self::CAPACITY_OK;
-        StreamDecoder { buf: [0; CAP], start: 0, end: 0, lent: 0, poisoned: None }
+        StreamDecoder { buf: [0; CAP], start: 0, end: 0, lent: 0, discard: 0, skipped: 0, poisoned: None }
+    }
+
+    /// Frames skipped because they were longer than `CAP` (never with a `CAP` of at least
+    /// [`MAX_FRAME_LEN`]).
+    pub const fn skipped(&self) -> u32 {
+        self.skipped
     }
 
     /// Bytes buffered and not yet returned as frames.
@@ -80,6 +98,11 @@ impl<const CAP: usize> StreamDecoder<CAP> {
     /// [`next_frame`](Self::next_frame) until it returns `None`, then push the rest.
     pub fn push(&mut self, data: &[u8]) -> usize {
         self.release();
+        if self.discard > 0 {
+            let dropped = self.discard.min(data.len());
+            self.discard -= dropped;
+            return dropped;
+        }
         if CAP - self.end < data.len() && self.start > 0 {
             self.compact();
         }
@@ -97,21 +120,34 @@ impl<const CAP: usize> StreamDecoder<CAP> {
         if let Some(error) = self.poisoned {
             return Err(DecodeError(error));
         }
-        let available = &self.buf[self.start..self.end];
-        if available.len() < HEADER_LEN {
-            return Ok(None);
-        }
-        let header = match RoutingHeader::parse(available) {
-            Ok(header) => header,
-            Err(error) => {
-                self.poisoned = Some(error);
-                return Err(DecodeError(error));
+        let len = loop {
+            let available = &self.buf[self.start..self.end];
+            if available.len() < HEADER_LEN {
+                return Ok(None);
+            }
+            let len = match RoutingHeader::parse(available) {
+                Ok(header) => header.frame_len(),
+                Err(error) => {
+                    self.poisoned = Some(error);
+                    return Err(DecodeError(error));
+                }
+            };
+            if len <= CAP {
+                if available.len() < len {
+                    return Ok(None);
+                }
+                break len;
+            }
+            // Longer than this decoder takes: drop what is here, discard the rest as it comes.
+            let here = available.len().min(len);
+            self.start += here;
+            self.discard = len - here;
+            self.skipped = self.skipped.saturating_add(1);
+            self.release();
+            if self.discard > 0 {
+                return Ok(None);
             }
         };
-        let len = header.frame_len();
-        if available.len() < len {
-            return Ok(None);
-        }
         let start = self.start;
         self.lent = len;
         Ok(Some(&mut self.buf[start..start + len]))
@@ -204,7 +240,60 @@ mod tests {
         assert_eq!(decoder.next_frame().unwrap_err(), DecodeError(WireError::BadLength));
     }
 
+    // ---- a constrained decoder (CAP below MAX_FRAME_LEN) ----
+
+    const SMALL: usize = 1100;
+
+    fn decode_small(stream: &[u8], chunk: usize) -> (Vec<Vec<u8>>, u32) {
+        let mut decoder: StreamDecoder<SMALL> = StreamDecoder::new();
+        let mut frames = Vec::new();
+        for mut piece in stream.chunks(chunk) {
+            while !piece.is_empty() {
+                let taken = decoder.push(piece);
+                piece = &piece[taken..];
+                while let Some(frame) = decoder.next_frame().unwrap() {
+                    frames.push(frame.to_vec());
+                }
+            }
+        }
+        (frames, decoder.skipped())
+    }
+
+    #[test]
+    fn a_small_decoder_skips_frames_over_its_capacity_and_keeps_framing() {
+        let small = frame(&[1u8; 100], 1);
+        let fits = frame(&[2u8; SMALL - HEADER_LEN], 2);
+        let big = frame(&[3u8; 5000], 3);
+        let stream = [small.clone(), big.clone(), fits.clone(), big.clone(), big, small.clone()].concat();
+        for chunk in [1, 7, 100, 1099, 1100, 4000, stream.len()] {
+            let (frames, skipped) = decode_small(&stream, chunk);
+            assert_eq!(frames, [small.clone(), fits.clone(), small.clone()], "chunk {chunk}");
+            assert_eq!(skipped, 3, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_small_decoder_still_refuses_bad_headers() {
+        let mut header = frame(b"", 1);
+        header[2..4].copy_from_slice(&u16::MAX.to_be_bytes());
+        let mut decoder: StreamDecoder<SMALL> = StreamDecoder::new();
+        decoder.push(&header);
+        assert_eq!(decoder.next_frame().unwrap_err(), DecodeError(WireError::BadLength));
+    }
+
     proptest! {
+        #[test]
+        fn small_decoder_split_points_do_not_matter(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..8),
+            chunk in 1usize..4000,
+        ) {
+            let frames: Vec<Vec<u8>> = bodies.iter().enumerate().map(|(i, b)| frame(b, i as u8)).collect();
+            let expected: Vec<Vec<u8>> = frames.iter().filter(|f| f.len() <= SMALL).cloned().collect();
+            let (decoded, skipped) = decode_small(&frames.concat(), chunk);
+            prop_assert_eq!(skipped as usize, frames.len() - expected.len());
+            prop_assert_eq!(decoded, expected);
+        }
+
         #[test]
         fn split_points_do_not_matter(
             bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2000), 1..8),

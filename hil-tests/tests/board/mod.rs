@@ -31,7 +31,10 @@ pub fn firmware() -> &'static Path {
     static ELF: OnceLock<PathBuf> = OnceLock::new();
     ELF.get_or_init(|| {
         let dir = appliance_dir();
-        let target = dir.join("target");
+        // `platforms/appliance/target`, or `$CARGO_TARGET_DIR/appliance` when the host build
+        // has its own target dir (shared machines: one target dir per person).
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| dir.join("target"), |host| PathBuf::from(host).join("appliance"));
         let started = Instant::now();
         let status = Command::new(env!("CARGO"))
             .current_dir(&dir)

@@ -10,10 +10,11 @@ use std::time::Duration;
 use lifeline_core::wire::relay::{RefusalReason, RelayRepr};
 use lifeline_core::wire::{Destination, FrameKind, HEADER_LEN, MemberId, RoutingHeader, WireError};
 use lifeline_ticket::{TicketError, TicketRole};
+use rustls::server::Acceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info};
 
@@ -22,7 +23,7 @@ use crate::metrics::{DropReason, HandshakeFailure, Metrics};
 use crate::outbox::{Close, FrameBytes, Outbox};
 use crate::registry::{Admitted, Role, relay_frame};
 use crate::relay::{Shared, now_unix};
-use crate::tls::ALPN_ENDPOINT;
+use crate::tls::{ALPN_ENDPOINT, ALPN_ENDPOINT_SMALL_RECORDS};
 
 /// Bytes the writer gathers before one TLS write.
 const WRITE_BATCH: usize = 32 * 1024;
@@ -268,8 +269,16 @@ async fn refuse(writer: &mut Writer, session: u64, reason: RefusalReason) {
 
 /// TLS handshake, ALPN check, first frame.
 async fn handshake(shared: &Shared, tcp: TcpStream) -> Result<(Reader, Writer, FrameBytes), HandshakeFailure> {
-    let tls = TlsAcceptor::from(shared.tls.endpoint.clone()).accept(tcp).await.map_err(|_| HandshakeFailure::Tls)?;
-    if tls.get_ref().1.alpn_protocol() != Some(ALPN_ENDPOINT) {
+    // The configuration is picked after the ClientHello: a constrained endpoint that offers
+    // `lifeline/1-small` gets small TLS records; everyone else the default (16 KiB).
+    let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await.map_err(|_| HandshakeFailure::Tls)?;
+    let small_records = start
+        .client_hello()
+        .alpn()
+        .is_some_and(|mut offered| offered.any(|protocol| protocol == ALPN_ENDPOINT_SMALL_RECORDS));
+    let config = if small_records { &shared.tls.endpoint_small_records } else { &shared.tls.endpoint };
+    let tls = start.into_stream(config.clone()).await.map_err(|_| HandshakeFailure::Tls)?;
+    if !matches!(tls.get_ref().1.alpn_protocol(), Some(ALPN_ENDPOINT | ALPN_ENDPOINT_SMALL_RECORDS)) {
         return Err(HandshakeFailure::Alpn);
     }
     let (read, write) = tokio::io::split(tls);

@@ -40,7 +40,7 @@ pub use config::{
     TlsFiles,
 };
 pub use relay::{Relay, ShutdownHandle, StartError};
-pub use tls::{ALPN_ENDPOINT, ALPN_MESH};
+pub use tls::{ALPN_ENDPOINT, ALPN_ENDPOINT_SMALL_RECORDS, ALPN_MESH, SMALL_RECORD_LIMIT};
 
 /// Waits for SIGTERM or Ctrl-C (Ctrl-C only where there is no SIGTERM): what a server process
 /// (the relay, or the broker's dev deployment) waits on before a graceful shutdown.

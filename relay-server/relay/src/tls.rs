@@ -15,13 +15,23 @@ use crate::config::Config;
 
 /// ALPN protocol of endpoint connections.
 pub const ALPN_ENDPOINT: &[u8] = b"lifeline/1";
+/// ALPN protocol of constrained endpoints (microcontrollers): `lifeline/1` with TLS records of
+/// at most [`SMALL_RECORD_LIMIT`] plaintext bytes from the relay, so the endpoint's record
+/// buffer shrinks from 16 KiB (PROTOCOL.md 2). rustls has no max_fragment_length extension.
+pub const ALPN_ENDPOINT_SMALL_RECORDS: &[u8] = b"lifeline/1-small";
+/// Largest record plaintext sent under [`ALPN_ENDPOINT_SMALL_RECORDS`].
+pub const SMALL_RECORD_LIMIT: usize = 2048;
+/// rustls counts the 5-byte record header in `max_fragment_size`.
+const RECORD_HEADER_LEN: usize = 5;
 /// ALPN protocol of mesh links.
 pub const ALPN_MESH: &[u8] = b"lifeline-mesh/1";
 
-/// The three TLS configurations a relay uses.
+/// The TLS configurations a relay uses.
 #[derive(Clone, Debug)]
 pub(crate) struct TlsSetup {
     pub(crate) endpoint: Arc<ServerConfig>,
+    /// For clients that offer [`ALPN_ENDPOINT_SMALL_RECORDS`] (picked after the ClientHello).
+    pub(crate) endpoint_small_records: Arc<ServerConfig>,
     pub(crate) mesh_server: Arc<ServerConfig>,
     pub(crate) mesh_client: Arc<ClientConfig>,
 }
@@ -52,6 +62,11 @@ pub(crate) fn load(config: &Config) -> Result<TlsSetup, String> {
         .with_single_cert(chain.clone(), key.clone_key())
         .map_err(|e| tls_error(&config.tls.cert.display().to_string(), e))?;
     endpoint.alpn_protocols = vec![ALPN_ENDPOINT.to_vec()];
+    let mut endpoint_small_records = endpoint.clone();
+    endpoint_small_records.alpn_protocols = vec![ALPN_ENDPOINT_SMALL_RECORDS.to_vec()];
+    endpoint_small_records.max_fragment_size = Some(SMALL_RECORD_LIMIT + RECORD_HEADER_LEN);
+    // A microcontroller does not resume TLS sessions: no tickets to parse.
+    endpoint_small_records.send_tls13_tickets = 0;
 
     let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
@@ -76,6 +91,7 @@ pub(crate) fn load(config: &Config) -> Result<TlsSetup, String> {
 
     Ok(TlsSetup {
         endpoint: Arc::new(endpoint),
+        endpoint_small_records: Arc::new(endpoint_small_records),
         mesh_server: Arc::new(mesh_server),
         mesh_client: Arc::new(mesh_client),
     })

@@ -159,3 +159,28 @@ async fn frames_arriving_with_the_admit_are_kept() {
     assert_eq!(&leader.expect_frame().await[HEADER_LEN..], b"first");
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constrained_endpoints_get_small_tls_records() {
+    let relay = TestRelay::start(pki().config("local", &limits(&[]))).await;
+    let mut leader = Client::join(relay.addr, SESSION, &pki().leader(SESSION, "local"), None).await;
+    let mut small =
+        Client::connect_with(relay.addr, pki().roots(), lifeline_relay::ALPN_ENDPOINT_SMALL_RECORDS).await.unwrap();
+    assert_eq!(small.alpn().as_deref(), Some(lifeline_relay::ALPN_ENDPOINT_SMALL_RECORDS));
+    assert!(matches!(small.admit(SESSION, &pki().member(SESSION, "local"), None).await, Notice::Welcome(_)));
+    let mut desktop = Client::join(relay.addr, SESSION, &pki().member(SESSION, "local"), None).await;
+    let bytes =
+        frame(FrameKind::SecureData, SESSION, 0, Destination::AllMembers, &body(9, MAX_BODY_LEN)[..MAX_BODY_LEN]);
+    leader.send_raw(&bytes).await.unwrap();
+    assert_eq!(small.expect_frame().await, bytes, "the whole frame, in small records");
+    assert_eq!(desktop.expect_frame().await, bytes);
+    // Record plaintext ≤ 2048 bytes: + 5 header + 1 content type + 16 tag on the wire.
+    let most = lifeline_relay::SMALL_RECORD_LIMIT + 5 + 1 + 16;
+    let records = small.record_lengths();
+    assert!(records.iter().all(|&len| len <= most), "{records:?}");
+    assert!(records.len() > MAX_BODY_LEN / lifeline_relay::SMALL_RECORD_LIMIT, "{records:?}");
+    // Everyone else keeps full-size records (and the plain ALPN).
+    assert_eq!(desktop.alpn().as_deref(), Some(lifeline_relay::ALPN_ENDPOINT));
+    assert!(desktop.record_lengths().iter().any(|&len| len > most));
+    relay.stop().await;
+}

@@ -417,7 +417,10 @@ impl HostileProxy {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .unwrap();
-        server.alpn_protocols = vec![b"lifeline/1".to_vec()];
+        // `lifeline/1-small` too, for the appliance agent (PROTOCOL.md 3). The proxy writes frame
+        // by frame, so its records stay frame-sized; the frames it forwards in the HIL tests are
+        // far below the 2 KiB records that ALPN promises.
+        server.alpn_protocols = vec![b"lifeline/1".to_vec(), b"lifeline/1-small".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
         let connector = tokio_rustls::TlsConnector::from(client_config(&TrustAnchors::CaFile(pki.ca())).unwrap());
 

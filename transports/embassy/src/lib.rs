@@ -38,6 +38,7 @@
 
 mod rng;
 mod tls;
+mod verify;
 
 use core::cell::RefCell;
 
@@ -52,22 +53,27 @@ use lifeline_core::time::Instant;
 use lifeline_core::wire::control::ContentType;
 use lifeline_core::wire::relay::{MAX_TICKET_LEN, RefusalReason, RelayRepr};
 use lifeline_core::wire::{
-    Destination, FrameKind, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, MemberId, RoutingHeader, StreamDecoder,
+    Destination, FrameKind, HEADER_LEN, MemberId, RoutingHeader, StreamDecoder, protected_frame_len,
 };
 
 pub use rng::Drbg;
-pub use tls::{ALPN, TLS_READ_BUFFER, TLS_WRITE_BUFFER};
+pub use tls::{ALPN, RELAY_RECORD_LIMIT, TLS_READ_BUFFER, TLS_WRITE_BUFFER};
+pub use verify::{CA_KEY_LEN, CaKey};
 
 /// The relay ports tried, in this order (the seed design's three, so one gets through).
 pub const DEFAULT_PORTS: [u16; 3] = [8200, 443, 80];
 /// Members per session this transport's engine holds (as the tokio transport).
 pub const MAX_MEMBERS: usize = 8;
 /// Bytes of TCP receive and send buffer.
-pub const TCP_BUFFER: usize = 4096;
+pub const TCP_BUFFER: usize = 2048;
 /// Bytes of frames waiting for TLS (sealed by the engine, not yet written).
 pub const OUTBOX: usize = 4096;
-/// The stream decoder's capacity: one whole frame of the largest size.
-pub const DECODER: usize = MAX_FRAME_LEN;
+/// The largest payload this endpoint accepts in one frame: its engine announces it as its
+/// receive limit (docs/PROTOCOL.md 11.1) and the other members send nothing larger.
+pub const RECEIVE_LIMIT: usize = 2048;
+/// The stream decoder's capacity: one whole frame of [`RECEIVE_LIMIT`]; longer frames (from a
+/// member that has not seen the announcement yet) are skipped, not buffered.
+pub const DECODER: usize = protected_frame_len(RECEIVE_LIMIT);
 
 /// The engine as this transport runs it.
 pub type EngineSession = Session<Drbg, MAX_MEMBERS>;
@@ -126,8 +132,9 @@ impl Backoff {
 pub struct TransportConfig<'a> {
     /// Relays in order of preference; a `GoAway` or a failed attempt moves to the next.
     pub relays: &'a [Relay<'a>],
-    /// The fleet CA certificate (DER) the relays' certificates must chain to.
-    pub ca_der: &'a [u8],
+    /// The fleet CA key(s) the relays' certificates must be signed with (more than one during
+    /// a CA rotation).
+    pub ca_keys: &'a [CaKey],
     /// Waits between attempts.
     pub backoff: Backoff,
     /// Limit for TCP connect + TLS handshake, per port.
@@ -148,11 +155,11 @@ pub struct TransportConfig<'a> {
 }
 
 impl<'a> TransportConfig<'a> {
-    /// The defaults of the tokio transport for these relays and this CA.
-    pub fn new(relays: &'a [Relay<'a>], ca_der: &'a [u8]) -> Self {
+    /// The defaults of the tokio transport for these relays and CA keys.
+    pub fn new(relays: &'a [Relay<'a>], ca_keys: &'a [CaKey]) -> Self {
         TransportConfig {
             relays,
-            ca_der,
+            ca_keys,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
             admit_timeout: Duration::from_secs(10),
@@ -164,8 +171,9 @@ impl<'a> TransportConfig<'a> {
     }
 }
 
-/// The session to run: engine configuration (`local_id` is replaced by the relay's), the PIN
-/// the device owner was given, and the admission ticket (a bearer token: never logged).
+/// The session to run: engine configuration (`local_id` is replaced by the relay's and
+/// `receive_limit` by [`RECEIVE_LIMIT`], which the buffers are sized for), the PIN the device
+/// owner was given, and the admission ticket (a bearer token: never logged).
 pub struct SessionSpec<'a> {
     /// Engine configuration.
     pub config: Config,
@@ -316,14 +324,14 @@ impl Outbox {
 }
 
 /// Every buffer the transport needs, in one place so that the board can put it in a static and
-/// the linker's map shows it (about 66 KiB with the defaults).
+/// the linker's map shows it (about 19 KiB with the defaults).
 pub struct Buffers {
     tcp_rx: [u8; TCP_BUFFER],
     tcp_tx: [u8; TCP_BUFFER],
     tls_read: [u8; TLS_READ_BUFFER],
     tls_write: [u8; TLS_WRITE_BUFFER],
     decoder: StreamDecoder<DECODER>,
-    data: [u8; MAX_PAYLOAD_LEN],
+    data: [u8; RECEIVE_LIMIT],
     outbox: Outbox,
 }
 
@@ -336,7 +344,7 @@ impl Buffers {
             tls_read: [0; TLS_READ_BUFFER],
             tls_write: [0; TLS_WRITE_BUFFER],
             decoder: StreamDecoder::new(),
-            data: [0; MAX_PAYLOAD_LEN],
+            data: [0; RECEIVE_LIMIT],
             outbox: Outbox::new(),
         }
     }
@@ -363,7 +371,12 @@ pub async fn run<A: Application>(
     if spec.ticket.len() > MAX_TICKET_LEN || config.relays.is_empty() {
         return CloseCause::Protocol;
     }
-    let mut session: Option<EngineSession> = None;
+    // The engine is built once here, where the stack is shallow, and reset in place at
+    // admission (`start_engine`): building a session takes a 7.7 KiB temporary or two.
+    let mut slot: Option<EngineSession> = None;
+    let engine = closed_engine(&mut slot, spec, rng);
+    // Admitted once and joining or joined: later connections resume this engine.
+    let mut joined = false;
     let mut relay_cursor = 0usize;
     let mut preferred_port: Option<u16> = None;
     let mut failures = 0u32;
@@ -375,7 +388,7 @@ pub async fn run<A: Application>(
         let ports = ordered_ports(relay.ports, preferred_port);
         for &port in &ports {
             app.on_connection(ConnectionState::Connecting { port });
-            outcome = connection(stack, config, spec, buffers, rng, app, &mut session, relay, port).await;
+            outcome = connection(stack, config, spec, buffers, rng, app, engine, &mut joined, relay, port).await;
             match outcome {
                 LinkEnd::ConnectFailed => continue,
                 _ => {
@@ -404,9 +417,9 @@ pub async fn run<A: Application>(
         let now = embassy_time::Instant::now();
         let since = *down_since.get_or_insert(now);
         failures = failures.saturating_add(1);
-        let spent = match session {
-            None => failures >= config.initial_attempts.max(1),
-            Some(_) => now.saturating_duration_since(since) >= config.reconnect_budget,
+        let spent = match joined {
+            false => failures >= config.initial_attempts.max(1),
+            true => now.saturating_duration_since(since) >= config.reconnect_budget,
         };
         if spent {
             return CloseCause::Unreachable;
@@ -418,8 +431,8 @@ pub async fn run<A: Application>(
         log::info!("relay: will reconnect, attempt {failures}, in {} ms", delay.as_millis());
         app.on_connection(ConnectionState::Reconnecting { attempt: failures, delay });
         // The engine's clock keeps running while the link is down (handshake and idle timers).
-        wait_with_engine(session.as_mut(), delay).await;
-        if let Some(end) = session.as_ref().and_then(|s| s.end()) {
+        wait_with_engine(joined.then_some(&mut *engine), delay).await;
+        if let Some(end) = engine.end().filter(|_| joined) {
             return CloseCause::Session(end);
         }
     }
@@ -486,7 +499,8 @@ async fn connection<A: Application>(
     buffers: &mut Buffers,
     rng: &mut Drbg,
     app: &mut A,
-    session: &mut Option<EngineSession>,
+    session: &mut EngineSession,
+    joined: &mut bool,
     relay: Relay<'_>,
     port: u16,
 ) -> LinkEnd {
@@ -512,7 +526,7 @@ async fn connection<A: Application>(
     let mut tls: TlsConnection<'_, _, embedded_tls::Aes128GcmSha256> = TlsConnection::new(shared, tls_read, tls_write);
     let alpn = [ALPN];
     let tls_config = TlsConfig::new().with_server_name(relay.tls_name).with_alpn(&alpn);
-    let provider = tls::Provider::new(rng, config.ca_der);
+    let provider = tls::Provider::new(rng, config.ca_keys);
     match with_timeout(config.connect_timeout, tls.open(TlsContext::new(&tls_config, provider))).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -531,7 +545,7 @@ async fn connection<A: Application>(
     // ---- admission ----
     *decoder = StreamDecoder::new();
     outbox.clear();
-    let resume = session.as_ref().map(|s| s.local_id());
+    let resume = joined.then(|| session.local_id());
     let admit = RelayRepr::Admit { resume, ticket: spec.ticket }.emit_frame(
         spec.config.session,
         Destination::Member(MemberId::RELAY),
@@ -556,20 +570,19 @@ async fn connection<A: Application>(
         Ok(Err(Admission::Protocol)) => return LinkEnd::Over(CloseCause::Protocol),
     };
     let now = engine_now();
-    let resumed = session.is_some();
-    match session {
-        Some(existing) if existing.local_id() != member => return LinkEnd::Over(CloseCause::Protocol),
-        Some(existing) => existing.handle_reconnected(now),
-        None => {
-            if member == MemberId::LEADER {
-                return LinkEnd::Over(CloseCause::Protocol);
-            }
-            let mut engine_config = spec.config.clone();
-            engine_config.local_id = member;
-            *session = Some(Session::new_member(engine_config, spec.pin, rng.fork(), now));
+    let resumed = *joined;
+    if resumed {
+        if session.local_id() != member {
+            return LinkEnd::Over(CloseCause::Protocol);
         }
+        session.handle_reconnected(now);
+    } else {
+        if member == MemberId::LEADER {
+            return LinkEnd::Over(CloseCause::Protocol);
+        }
+        start_engine(session, spec, member, rng, now);
+        *joined = true;
     }
-    let Some(session) = session.as_mut() else { return LinkEnd::Over(CloseCause::Protocol) };
     log::info!("relay: admitted as member {} (resumed: {resumed})", member.0);
     app.on_connection(ConnectionState::Connected { port, member, resumed });
 
@@ -697,12 +710,35 @@ async fn await_welcome<S: embedded_io_async::Read + embedded_io_async::Write>(
     }
 }
 
+/// The engine `run` keeps for the whole session, built closed in `slot`. Not inlined, so that
+/// any `Session` temporary LLVM makes (7.7 KiB; elsewhere it made two) stays out of the frames
+/// that live under the connection. Here it makes none: 1 216 B (`-Z emit-stack-sizes`;
+/// BENCHMARKS.md "Footprint").
+#[inline(never)]
+fn closed_engine<'a>(
+    slot: &'a mut Option<EngineSession>,
+    spec: &SessionSpec<'_>,
+    rng: &mut Drbg,
+) -> &'a mut EngineSession {
+    slot.insert(Session::closed(spec.config.clone(), rng.fork(), engine_now()))
+}
+
+/// Makes `engine` a fresh member joining as `member`, in place: building a new `Session` here,
+/// under the connection, took a 15.7 KiB frame that set the firmware's stack peak.
+fn start_engine(engine: &mut EngineSession, spec: &SessionSpec<'_>, member: MemberId, rng: &mut Drbg, now: Instant) {
+    let mut engine_config = spec.config.clone();
+    engine_config.local_id = member;
+    // The buffers hold this much: the engine announces it, and members honour it.
+    engine_config.receive_limit = RECEIVE_LIMIT;
+    engine.reset_member(engine_config, spec.pin, rng.fork(), now);
+}
+
 /// Hands every whole frame in the decoder to the engine (relay notices to the transport),
 /// draining after each.
 fn feed_decoder<A: Application>(
     session: &mut EngineSession,
     decoder: &mut StreamDecoder<DECODER>,
-    data: &mut [u8; MAX_PAYLOAD_LEN],
+    data: &mut [u8; RECEIVE_LIMIT],
     outbox: &mut Outbox,
     app: &mut A,
 ) -> Option<LinkEnd> {

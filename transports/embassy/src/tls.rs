@@ -1,41 +1,46 @@
 //! TLS 1.3 to the relay with embedded-tls: no heap, `TLS_AES_128_GCM_SHA256`, ECDHE P-256,
-//! ALPN `lifeline/1`, and the relay's certificate verified against one CA certificate (DER)
-//! with the host name checked.
+//! ALPN `lifeline/1`, and the relay's certificate verified against the pinned fleet CA key(s)
+//! with the host name checked ([`crate::verify`]).
 //!
-//! The board has no wall clock, so certificate validity dates are not checked (embedded-tls's
-//! `NoClock`); the trust anchor is the fleet CA the device was provisioned with, and a relay
-//! certificate is short-lived in a production fleet. A board with a trusted RTC can implement
-//! `TlsClock`.
+//! The board has no wall clock, so certificate validity dates are not checked; the trust anchor
+//! is the fleet CA key the device was provisioned with, and a relay certificate is short-lived
+//! in a production fleet.
 
 use core::cell::RefCell;
 
 use embassy_net::tcp::TcpSocket;
-use embedded_tls::pki::CertVerifier;
-use embedded_tls::{Aes128GcmSha256, Certificate, CryptoProvider, NoClock, TlsError, TlsVerifier};
+use embedded_tls::{Aes128GcmSha256, CryptoProvider, TlsError, TlsVerifier};
 
 use crate::rng::Drbg;
+use crate::verify::{CaKey, PinnedCaVerifier};
 
-/// ALPN protocol the relay requires.
-pub const ALPN: &[u8] = b"lifeline/1";
+/// ALPN protocol offered to the relay: the endpoint protocol `lifeline/1` with TLS records of
+/// at most [`RELAY_RECORD_LIMIT`] plaintext bytes from the relay (docs/PROTOCOL.md 3). rustls,
+/// which the relays run, does not implement the max_fragment_length extension (RFC 6066), so
+/// the record size is asked for this way; a relay that does not know it refuses the handshake
+/// rather than send records this endpoint cannot hold.
+pub const ALPN: &[u8] = b"lifeline/1-small";
 
-/// Largest relay certificate (DER) the verifier keeps for the signature check.
-const MAX_CERT_LEN: usize = 1024;
+/// Largest TLS record plaintext the relay sends under [`ALPN`]. embedded-tls parses each
+/// record's handshake messages whole, so the relay's certificate message (its chain) must fit
+/// in one record: about 1 KiB for a P-256 relay certificate signed directly by the fleet CA.
+pub const RELAY_RECORD_LIMIT: usize = 2048;
 
-/// Bytes of the TLS record read buffer: one whole record (16 KiB plaintext + overhead). The
-/// relay (rustls) does not implement the max_fragment_length extension, so it cannot be smaller.
-pub const TLS_READ_BUFFER: usize = 16_384 + 256;
+/// Bytes of the TLS record read buffer: one whole record (header 5, plaintext, content type 1,
+/// AES-GCM tag 16).
+pub const TLS_READ_BUFFER: usize = 5 + RELAY_RECORD_LIMIT + 1 + 16;
 /// Bytes of the TLS record write buffer: records this endpoint sends are at most this big.
-pub const TLS_WRITE_BUFFER: usize = 4096;
+pub const TLS_WRITE_BUFFER: usize = 2048;
 
 /// The crypto provider embedded-tls asks for randomness and for the certificate verifier.
 pub(crate) struct Provider<'a> {
     pub(crate) rng: &'a mut Drbg,
-    pub(crate) verifier: CertVerifier<'a, Aes128GcmSha256, NoClock, MAX_CERT_LEN>,
+    pub(crate) verifier: PinnedCaVerifier<'a>,
 }
 
 impl<'a> Provider<'a> {
-    pub(crate) fn new(rng: &'a mut Drbg, ca_der: &'a [u8]) -> Provider<'a> {
-        Provider { rng, verifier: CertVerifier::new(Certificate::X509(ca_der)) }
+    pub(crate) fn new(rng: &'a mut Drbg, ca_keys: &'a [CaKey]) -> Provider<'a> {
+        Provider { rng, verifier: PinnedCaVerifier::new(ca_keys) }
     }
 }
 

@@ -6,7 +6,7 @@
 //! | console line | effect |
 //! |---|---|
 //! | `seed <64 hex>` | entropy seed (the board has no TRNG; see docs/firmware.md); brings up the network |
-//! | `ca <hex DER>` | the fleet CA certificate relays must chain to |
+//! | `ca <hex>` | the fleet CA key relays' certificates must be signed with: its certificate (DER) or the key (65-byte SEC1) |
 //! | `relay <ipv4> <port,port,...> <tls name>` | the relay to reach |
 //! | `ticket <hex>` | the admission ticket |
 //! | `join <session number> <PIN>` | joins as the customer side and runs the session |
@@ -29,7 +29,7 @@ use lifeline_agent::Agent;
 use lifeline_core::session::{Config, Pin};
 use lifeline_core::wire::MemberId;
 use lifeline_core::wire::handshake::Role;
-use lifeline_transport_embassy::{Buffers, Drbg, EntropySource, Relay, SessionSpec, TransportConfig};
+use lifeline_transport_embassy::{Buffers, CaKey, Drbg, EntropySource, Relay, SessionSpec, TransportConfig};
 use static_cell::StaticCell;
 
 /// The firmware's version, reported in diagnostics.
@@ -43,9 +43,9 @@ async fn net_task(mut runner: embassy_net::Runner<'static, &'static mut lan9118:
 /// What the console provisioned so far.
 #[derive(Default)]
 struct Provisioning {
-    ca: Vec<u8, 1024>,
+    ca: Option<CaKey>,
     relay: Option<(Ipv4Address, Vec<u16, 4>, String<64>)>,
-    ticket: Vec<u8, 512>,
+    ticket: Vec<u8, 508>,
 }
 
 /// Entropy provisioned over the console: QEMU's MPS2 has no TRNG (docs/firmware.md).
@@ -77,9 +77,7 @@ async fn main_task(spawner: Spawner) {
     let mut provisioning = Provisioning::default();
     let mut rng: Option<Drbg> = None;
     let mut stack: Option<Stack<'static>> = None;
-    // Built in place (`init_with`), not on the stack and then copied: 66 KiB.
-    static BUFFERS: StaticCell<Buffers> = StaticCell::new();
-    let buffers = BUFFERS.init_with(Buffers::new);
+    let buffers = transport_buffers();
     log::info!(
         "sizes: engine session {} B, transport buffers {} B",
         core::mem::size_of::<lifeline_transport_embassy::EngineSession>(),
@@ -106,17 +104,14 @@ async fn main_task(spawner: Spawner) {
                 say!("@ok seed");
             }
             "ca" => {
-                provisioning.ca.clear();
-                let _ = provisioning.ca.resize_default(provisioning.ca.capacity());
-                match decode_hex(rest.trim(), &mut provisioning.ca) {
-                    Some(len) => {
-                        provisioning.ca.truncate(len);
-                        say!("@ok ca bytes={len}");
-                    }
-                    None => {
-                        provisioning.ca.clear();
-                        say!("@error ca: hex DER, at most 1024 bytes");
-                    }
+                // Only the key is kept (65 bytes), taken from the certificate if that was given.
+                // A console line (1 KiB) carries at most ~510 bytes of hex.
+                let mut bytes = [0u8; oem::LINE_LEN / 2];
+                let len = decode_hex(rest.trim(), &mut bytes);
+                provisioning.ca = len.and_then(|len| CaKey::from_key_or_certificate(bytes.get(..len)?));
+                match (len, provisioning.ca) {
+                    (Some(len), Some(_)) => say!("@ok ca bytes={len}"),
+                    _ => say!("@error ca: hex of a P-256 CA certificate (DER, at most 510 bytes) or key"),
                 }
             }
             "relay" => match parse_relay(rest) {
@@ -136,7 +131,7 @@ async fn main_task(spawner: Spawner) {
                     }
                     None => {
                         provisioning.ticket.clear();
-                        say!("@error ticket: hex, at most 512 bytes");
+                        say!("@error ticket: hex, at most 508 bytes");
                     }
                 }
             }
@@ -157,12 +152,13 @@ async fn main_task(spawner: Spawner) {
                     continue;
                 };
                 let pin = pin.as_str();
-                if provisioning.ca.is_empty() || provisioning.ticket.is_empty() {
+                let (Some(ca), false) = (provisioning.ca, provisioning.ticket.is_empty()) else {
                     say!("@error join: ca and ticket first");
                     continue;
-                }
+                };
                 let relays = [Relay { address: (*address).into(), ports, tls_name: name }];
-                let config = TransportConfig::new(&relays, &provisioning.ca);
+                let ca_keys = [ca];
+                let config = TransportConfig::new(&relays, &ca_keys);
                 let spec = SessionSpec {
                     config: Config::new(session, MemberId(1), Role::Customer, "Appliance (MPS2 AN386)"),
                     pin,
@@ -183,6 +179,16 @@ async fn main_task(spawner: Spawner) {
             _ => say!("@error unknown command (seed, ca, relay, ticket, join)"),
         }
     }
+}
+
+/// The transport's buffers in a static. Not inlined: LLVM builds the value in a temporary on the
+/// caller's stack before copying it into the cell, and that temporary (16 KiB) must not sit in
+/// the main task's frame, which is live under every session (it was: 20.9 KiB frame, found with
+/// `-Z emit-stack-sizes`; BENCHMARKS.md "Footprint").
+#[inline(never)]
+fn transport_buffers() -> &'static mut Buffers {
+    static BUFFERS: StaticCell<Buffers> = StaticCell::new();
+    BUFFERS.init_with(Buffers::new)
 }
 
 async fn start_network(spawner: &Spawner, seed: u64) -> Stack<'static> {

@@ -15,12 +15,15 @@ use lifeline_core::wire::MemberId;
 
 use crate::{FIRMWARE_VERSION, board, say};
 
-/// Longest console line (a CA certificate in hex is the longest thing typed).
-pub const LINE_LEN: usize = 2048;
+/// Longest console line. A CA certificate in hex is the longest thing typed (the harness's is
+/// 849 characters); longer lines are refused whole (`@error line longer than ...`), never cut.
+pub const LINE_LEN: usize = 1024;
 /// A console line.
 pub type Line = String<LINE_LEN>;
 /// Lines typed on UART0, from the console task to whoever waits (provisioning, then the owner).
-pub static LINES: Channel<CriticalSectionRawMutex, Line, 2> = Channel::new();
+/// One slot: the console task holds the next line until this one is taken (RAM: each line is
+/// 1 KiB; BENCHMARKS.md "Footprint").
+pub static LINES: Channel<CriticalSectionRawMutex, Line, 1> = Channel::new();
 
 static COMMANDS_RUN: AtomicU32 = AtomicU32::new(0);
 static PUMP_CYCLES: AtomicU32 = AtomicU32::new(0);
@@ -144,16 +147,23 @@ impl Oem for DemoOem {
     }
 }
 
-/// Reads UART0 into lines (CR or LF ends one; over-long lines are cut) for [`LINES`].
+/// Reads UART0 into lines (CR or LF ends one) for [`LINES`]. A line longer than [`LINE_LEN`]
+/// is dropped with an error line: a cut line could still parse (a shorter ticket, say).
 #[embassy_executor::task]
 pub async fn console_task() -> ! {
     let mut line = Line::new();
+    let mut too_long = false;
     loop {
         while let Some(byte) = board::Uart::read_byte() {
             match byte {
+                b'\r' | b'\n' if too_long => {
+                    say!("@error line longer than {LINE_LEN} characters");
+                    line.clear();
+                    too_long = false;
+                }
                 b'\r' | b'\n' if !line.is_empty() => LINES.send(core::mem::take(&mut line)).await,
                 byte if byte.is_ascii() && !byte.is_ascii_control() => {
-                    let _ = line.push(char::from(byte));
+                    too_long |= line.push(char::from(byte)).is_err();
                 }
                 _ => {}
             }

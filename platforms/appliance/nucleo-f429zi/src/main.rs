@@ -34,12 +34,14 @@ use lifeline_core::consent::Capability;
 use lifeline_core::session::{Config as SessionConfig, Pin};
 use lifeline_core::wire::MemberId;
 use lifeline_core::wire::handshake::Role;
-use lifeline_transport_embassy::{Buffers, Drbg, Relay, SessionSpec, TransportConfig};
+use lifeline_transport_embassy::{Buffers, CaKey, Drbg, Relay, SessionSpec, TransportConfig};
 use static_cell::StaticCell;
 
 /// The firmware's version, reported in diagnostics.
 const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
-const LINE_LEN: usize = 2048;
+/// Longest console line (the CA certificate in hex is the longest); longer lines are refused
+/// whole, never cut (as on the emulated board).
+const LINE_LEN: usize = 1024;
 type Line = String<LINE_LEN>;
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
@@ -48,7 +50,7 @@ bind_interrupts!(struct Irqs {
     HASH_RNG => rng::InterruptHandler<RNG>;
 });
 
-static LINES: Channel<CriticalSectionRawMutex, Line, 2> = Channel::new();
+static LINES: Channel<CriticalSectionRawMutex, Line, 1> = Channel::new();
 static CONSOLE_TX: Mutex<RefCell<Option<UartTx<'static, Blocking>>>> = Mutex::new(RefCell::new(None));
 
 /// Writes one console line (no log line can interleave).
@@ -91,12 +93,18 @@ async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
 #[embassy_executor::task]
 async fn console_task(mut rx: UartRx<'static, Blocking>) -> ! {
     let mut line = Line::new();
+    let mut too_long = false;
     loop {
         while let Ok(byte) = embedded_hal_nb::serial::Read::read(&mut rx) {
             match byte {
+                b'\r' | b'\n' if too_long => {
+                    say!("@error line longer than {LINE_LEN} characters");
+                    line.clear();
+                    too_long = false;
+                }
                 b'\r' | b'\n' if !line.is_empty() => LINES.send(core::mem::take(&mut line)).await,
                 byte if byte.is_ascii() && !byte.is_ascii_control() => {
-                    let _ = line.push(char::from(byte));
+                    too_long |= line.push(char::from(byte)).is_err();
                 }
                 _ => {}
             }
@@ -186,10 +194,9 @@ async fn main_task(spawner: Spawner) {
         say!("@net up address={}", config.address);
     }
 
-    static BUFFERS: StaticCell<Buffers> = StaticCell::new();
-    let buffers = BUFFERS.init_with(Buffers::new);
-    let mut ca: Vec<u8, 1024> = Vec::new();
-    let mut ticket: Vec<u8, 512> = Vec::new();
+    let buffers = transport_buffers();
+    let mut ca: Option<CaKey> = None;
+    let mut ticket: Vec<u8, 508> = Vec::new();
     let mut relay: Option<(Ipv4Address, Vec<u16, 4>, String<64>)> = None;
     loop {
         let line = LINES.receive().await;
@@ -198,13 +205,19 @@ async fn main_task(spawner: Spawner) {
         match verb {
             // The TRNG seeded the generator; a provisioned seed is accepted and ignored.
             "seed" => say!("@ok seed"),
-            "ca" => match decode_hex_into(rest.trim(), &mut ca) {
-                true => say!("@ok ca bytes={}", ca.len()),
-                false => say!("@error ca: hex DER, at most 1024 bytes"),
-            },
+            "ca" => {
+                // Only the key is kept (65 bytes), taken from the certificate if that was given.
+                let mut bytes: Vec<u8, { LINE_LEN / 2 }> = Vec::new();
+                let decoded = decode_hex_into(rest.trim(), &mut bytes);
+                ca = if decoded { CaKey::from_key_or_certificate(&bytes) } else { None };
+                match ca {
+                    Some(_) => say!("@ok ca bytes={}", bytes.len()),
+                    None => say!("@error ca: hex of a P-256 CA certificate (DER, at most 510 bytes) or key"),
+                }
+            }
             "ticket" => match decode_hex_into(rest.trim(), &mut ticket) {
                 true => say!("@ok ticket bytes={}", ticket.len()),
-                false => say!("@error ticket: hex, at most 512 bytes"),
+                false => say!("@error ticket: hex, at most 508 bytes"),
             },
             "relay" => match parse_relay(rest) {
                 Some(parsed) => {
@@ -224,12 +237,13 @@ async fn main_task(spawner: Spawner) {
                     say!("@error join <session number> <PIN>");
                     continue;
                 };
-                if ca.is_empty() || ticket.is_empty() {
+                let (Some(ca), false) = (ca, ticket.is_empty()) else {
                     say!("@error join: ca and ticket first");
                     continue;
-                }
+                };
                 let relays = [Relay { address: (*address).into(), ports, tls_name: name }];
-                let config = TransportConfig::new(&relays, &ca);
+                let ca_keys = [ca];
+                let config = TransportConfig::new(&relays, &ca_keys);
                 let spec = SessionSpec {
                     config: SessionConfig::new(session, MemberId(1), Role::Customer, "Appliance (NUCLEO-F429ZI)"),
                     pin: pin.as_str(),
@@ -374,4 +388,12 @@ fn halt() -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     say!("@panic {}", info);
     halt()
+}
+
+/// The transport's buffers in a static. Not inlined, as on the mps2-an386 board: the temporary
+/// LLVM builds the value in must not sit in the main task's frame.
+#[inline(never)]
+fn transport_buffers() -> &'static mut Buffers {
+    static BUFFERS: StaticCell<Buffers> = StaticCell::new();
+    BUFFERS.init_with(Buffers::new)
 }

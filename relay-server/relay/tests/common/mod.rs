@@ -226,9 +226,53 @@ pub enum Received {
     Timeout,
 }
 
+/// A TCP stream that keeps a copy of what it reads (the relay's TLS records, to measure them).
+pub struct Recorded {
+    tcp: TcpStream,
+    seen: Vec<u8>,
+}
+
+impl tokio::io::AsyncRead for Recorded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut this.tcp).poll_read(cx, buf);
+        this.seen.extend_from_slice(&buf.filled()[before..]);
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for Recorded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
 /// A raw endpoint: TLS to the relay, frames by hand.
 pub struct Client {
-    tls: TlsStream<TcpStream>,
+    tls: TlsStream<Recorded>,
     decoder: Box<StreamDecoder>,
     pending: Vec<u8>,
     pub session: u64,
@@ -246,15 +290,21 @@ impl Client {
 
     /// Connects trusting `roots` (for relays made with another PKI).
     pub async fn connect_trusting(addr: SocketAddr, roots: Arc<RootCertStore>) -> std::io::Result<Client> {
+        Self::connect_with(addr, roots, b"lifeline/1").await
+    }
+
+    /// Connects offering the ALPN protocol `alpn`.
+    pub async fn connect_with(addr: SocketAddr, roots: Arc<RootCertStore>, alpn: &[u8]) -> std::io::Result<Client> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"lifeline/1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
+        let tcp = Recorded { tcp, seen: Vec::new() };
         let tls = TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
         Ok(Client { tls, decoder: Box::new(StreamDecoder::new()), pending: Vec::new(), session: 0, member: 0xFF })
     }
@@ -266,6 +316,24 @@ impl Client {
             Notice::Welcome(_) => client,
             other => panic!("not admitted: {other:?}"),
         }
+    }
+
+    /// The negotiated ALPN protocol.
+    pub fn alpn(&self) -> Option<Vec<u8>> {
+        self.tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+    }
+
+    /// The length of every TLS record received so far (header included).
+    pub fn record_lengths(&self) -> Vec<usize> {
+        let seen = &self.tls.get_ref().0.seen;
+        let mut lengths = Vec::new();
+        let mut at = 0;
+        while let Some(header) = seen.get(at..at + 5) {
+            let len = 5 + usize::from(u16::from_be_bytes([header[3], header[4]]));
+            lengths.push(len);
+            at += len;
+        }
+        lengths
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
