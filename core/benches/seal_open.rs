@@ -19,6 +19,10 @@
 //!   established leader and `Session::handle_frame` on an established member (header
 //!   parsing, epoch lookup, replay window, payload copies in and out). `ContentType::Chat` is
 //!   never compressed, so this is still the crypto plus the engine's bookkeeping.
+//! - `engine_file/16384`: the same for what a file transfer sends, `ContentType::File` with a
+//!   random (incompressible) 16 KiB payload from the customer to the provider (granted first):
+//!   the engine tries LZ4 on it, finds no gain and sends it as is. `lz4_incompressible/16384` is
+//!   that compression attempt alone.
 //!
 //! Run: `cargo bench -p lifeline-core --bench seal_open` (or `bash scripts/bench.sh`, which
 //! pins it to one core and runs `openssl speed` beside it).
@@ -27,6 +31,8 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
+use lifeline_core::compress;
+use lifeline_core::consent::Capability;
 use lifeline_core::crypto::packet::{EpochKeys, EpochSecret, PLAINTEXT_OFFSET, SEQUENCE_HARD_LIMIT, counter_block};
 use lifeline_core::crypto::primitives::{Aes128Ctr, HmacSha1Key, TAG_LEN};
 use lifeline_core::session::{Config, Delivery, Pin, Session};
@@ -227,6 +233,61 @@ fn engine(c: &mut Criterion) {
     group.finish();
     // Every frame was fresh and accepted (a refusal would have panicked in the loop).
     assert_eq!(member.stats().unauthentic + member.stats().replayed, 0);
+
+    // A file chunk: random bytes, as most files that matter for throughput are (already
+    // compressed archives, images, video). The customer sends it, so it grants file transfer.
+    let size = MAX_PAYLOAD_LEN;
+    let mut payload = vec![0u8; size];
+    ChaCha20Rng::seed_from_u64(9).fill_bytes(&mut payload);
+    let mut area = vec![0u8; compress::max_compressed_len(size)];
+    let mut group = c.benchmark_group("lz4_incompressible");
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function(BenchmarkId::from_parameter(size), |b| {
+        b.iter(|| compress::compress(black_box(&payload), black_box(&mut area)).map(|len| len >= size))
+    });
+    group.finish();
+
+    leader.request(MemberId(1), Capability::FileTransfer).expect("provider asks");
+    settle(&mut leader, &mut member, now);
+    member.grant(Capability::FileTransfer).expect("a prompt is open");
+    settle(&mut leader, &mut member, now);
+    let to_leader = Destination::Member(MemberId::LEADER);
+    let len = member.send(now, to_leader, ContentType::File, &payload, &mut wire).expect("granted");
+    assert_eq!(len, size + 50, "random bytes are sent uncompressed");
+    let delivery = leader.handle_frame(now, &mut wire[..len], &mut out).expect("accepted");
+    assert!(matches!(delivery, Some(Delivery { content: ContentType::File, len, .. }) if len == size));
+    assert_eq!(out[..size], payload[..]);
+    let mut group = c.benchmark_group("engine_file");
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function(BenchmarkId::from_parameter(size), |b| {
+        b.iter(|| {
+            let len = member.send(now, to_leader, ContentType::File, black_box(&payload), &mut wire).unwrap();
+            leader.handle_frame(now, black_box(&mut wire[..len]), &mut out).unwrap()
+        });
+    });
+    group.finish();
+    assert_eq!(leader.stats().unauthentic + leader.stats().replayed, 0);
+}
+
+/// Delivers every frame either side has queued, and drops the events, until both are quiet.
+fn settle(leader: &mut BenchSession, member: &mut BenchSession, now: Instant) {
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    let mut out = vec![0u8; MAX_PAYLOAD_LEN];
+    for _ in 0..100 {
+        let mut moved = false;
+        for leader_sends in [true, false] {
+            let (from, to) = if leader_sends { (&mut *leader, &mut *member) } else { (&mut *member, &mut *leader) };
+            while let Some(t) = from.poll_transmit(now, &mut buf).expect("max-size buffer") {
+                moved = true;
+                to.handle_frame(now, &mut buf[..t.len], &mut out).expect("frames are accepted");
+            }
+            while from.poll_event().is_some() {}
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("the pair did not settle");
 }
 
 // What `criterion_group!`/`criterion_main!` expand to, written out: the macro's public,

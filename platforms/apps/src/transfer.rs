@@ -14,6 +14,9 @@
 //! A receiver never writes outside its download folder (names are plain names, checked by the
 //! parser), writes into a hidden part file, and moves it to a free name only after the SHA-256
 //! matched: an existing file is never overwritten (`name.ext` becomes `name (1).ext`).
+//! The part file is synced to disk before that move; so that this last sync does not have to
+//! write the whole file at once (for 1 GiB, seconds on a plain disk), a background thread asks
+//! the kernel to write out what has arrived every [`SYNC_EVERY`] bytes, while the rest arrives.
 //!
 //! Lost frames (the relay drops data for a slow member; a reconnect loses what was in flight)
 //! are recovered: a chunk out of order is discarded and the receiver asks again from what it has
@@ -23,6 +26,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lifeline_core::app::file::{self as wire, CancelReason, FileRepr, MAX_CHUNK_LEN, Side};
@@ -114,6 +118,8 @@ pub enum TransferEvent {
         saved_as: Option<PathBuf>,
         /// Bytes.
         size: u64,
+        /// SHA-256 of the whole file (the receiver checked it).
+        sha256: [u8; 32],
     },
     /// The transfer ended unfinished.
     Failed {
@@ -259,6 +265,9 @@ enum ReceiveState {
     Receiving(Box<Receiving>),
 }
 
+/// Bytes a receiver writes between two background syncs of its part file.
+pub const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+
 #[derive(Debug)]
 struct Receiving {
     part: PathBuf,
@@ -268,6 +277,52 @@ struct Receiving {
     acked: u64,
     /// A gap was seen and reported; chunks past it are ignored until the sender rewinds.
     gap_reported: bool,
+    /// Bytes written since the last background sync started.
+    unsynced: u64,
+    /// The background sync of `file` (a `sync_data` on a clone of its descriptor), if one ran.
+    syncing: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Receiving {
+    fn new(part: PathBuf, file: File) -> Receiving {
+        Receiving {
+            part,
+            file,
+            hasher: Sha256::new(),
+            received: 0,
+            acked: 0,
+            gap_reported: false,
+            unsynced: 0,
+            syncing: None,
+        }
+    }
+
+    /// Counts `len` bytes written and, every [`SYNC_EVERY`] bytes, starts a background sync
+    /// unless one still runs. An error is what the last background sync reported (the transfer
+    /// fails: the kernel reports a write-back error once, so it must not be lost).
+    fn wrote(&mut self, len: usize) -> io::Result<()> {
+        self.unsynced += len as u64;
+        if self.unsynced < SYNC_EVERY || self.syncing.as_ref().is_some_and(|sync| !sync.is_finished()) {
+            return Ok(());
+        }
+        self.collect_sync()?;
+        self.unsynced = 0;
+        // No thread (or no second descriptor) only means the final sync does all the work.
+        if let Ok(file) = self.file.try_clone() {
+            self.syncing =
+                std::thread::Builder::new().name("lifeline-sync".into()).spawn(move || file.sync_data()).ok();
+        }
+        Ok(())
+    }
+
+    /// Waits for the background sync, if any, and returns its result.
+    fn collect_sync(&mut self) -> io::Result<()> {
+        match self.syncing.take().map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the background sync stopped")),
+        }
+    }
 }
 
 /// Every transfer of one endpoint, with every peer.
@@ -388,14 +443,7 @@ impl Transfers {
         }
         match open_part(&self.config.download_dir, &incoming.name, peer, id) {
             Ok((part, file)) => {
-                incoming.state = ReceiveState::Receiving(Box::new(Receiving {
-                    part,
-                    file,
-                    hasher: Sha256::new(),
-                    received: 0,
-                    acked: 0,
-                    gap_reported: false,
-                }));
+                incoming.state = ReceiveState::Receiving(Box::new(Receiving::new(part, file)));
                 incoming.last_heard = now;
                 let empty = incoming.size == 0;
                 let window = self.config.window;
@@ -686,6 +734,7 @@ impl Transfers {
                         direction: Direction::Sending,
                         saved_as: None,
                         size: outgoing.file.size,
+                        sha256: outgoing.file.sha256,
                     });
                 }
             }
@@ -779,7 +828,7 @@ impl Transfers {
             return;
         }
         incoming.last_heard = now;
-        if receiving.file.write_all(data).is_err() {
+        if receiving.file.write_all(data).and_then(|()| receiving.wrote(data.len())).is_err() {
             self.fail_incoming(key, CancelReason::Storage, true);
             return;
         }
@@ -807,9 +856,11 @@ impl Transfers {
     fn finish_incoming(&mut self, key: Key) {
         let Some(incoming) = self.receiving.remove(&key) else { return };
         let ReceiveState::Receiving(receiving) = incoming.state else { return };
-        let Receiving { part, file, hasher, .. } = *receiving;
+        let mut receiving = *receiving;
+        // The background sync's result first: a write-back error it saw is not reported again.
+        let stored = receiving.collect_sync().and_then(|()| receiving.file.sync_all());
+        let Receiving { part, file, hasher, .. } = receiving;
         let digest: [u8; 32] = hasher.finalize().into();
-        let stored = file.sync_all();
         drop(file);
         let (peer, id) = key;
         if digest != incoming.sha256 {
@@ -832,6 +883,7 @@ impl Transfers {
                     direction: Direction::Receiving,
                     saved_as: Some(path),
                     size: incoming.size,
+                    sha256: digest,
                 });
             }
             Err(_) => {

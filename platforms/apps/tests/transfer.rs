@@ -123,6 +123,22 @@ fn part_files(dir: &Path) -> usize {
 }
 
 #[test]
+fn a_file_larger_than_several_background_syncs_arrives_whole() {
+    // The receiver starts a background sync of its part file every SYNC_EVERY bytes and
+    // collects the last one before its final sync and the move.
+    let mut pair = Pair::new();
+    let len = 2 * lifeline_apps::transfer::SYNC_EVERY as usize + 12_345;
+    let (path, content) = pair.file("disk.img", len);
+    pair.push(&path);
+    pair.pump(|_, _| true);
+    let b_events = Pair::events(&mut pair.b);
+    let (direction, saved, size) = completed(&b_events).expect("B completed");
+    assert_eq!((direction, size), (Direction::Receiving, len as u64));
+    assert!(fs::read(saved.unwrap()).unwrap() == content, "the saved file differs");
+    assert_eq!(part_files(&pair.dir.path().join("b-downloads")), 0);
+}
+
+#[test]
 fn a_pushed_file_arrives_whole_and_both_sides_know() {
     let mut pair = Pair::new();
     let (path, content) = pair.file("report.pdf", 3 * 1024 * 1024 + 123);

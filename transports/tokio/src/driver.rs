@@ -31,6 +31,11 @@ use crate::rng::{OsRng, os_rng, uniform_below};
 /// Most members a session driven by this crate holds (the leader included).
 pub const MAX_MEMBERS: usize = 8;
 
+/// Plaintext taken from the TLS stream per read. Several frames per read means several
+/// deliveries per wake-up of the application's task (one read of 16 KiB was about one frame, and
+/// one cross-thread wake-up per frame cost the receiver more than decrypting it).
+const READ_BUF_LEN: usize = 128 * 1024;
+
 /// The engine type this driver runs.
 pub type EngineSession = Session<OsRng, MAX_MEMBERS>;
 
@@ -221,10 +226,23 @@ impl SessionEvents {
 #[derive(Debug)]
 enum Command {
     Send { to: Destination, content: ContentType, payload: Vec<u8>, reply: oneshot::Sender<Result<(), SendError>> },
+    SendBatch { to: Destination, content: ContentType, payloads: Vec<Vec<u8>>, reply: oneshot::Sender<BatchResult> },
     Request { to: MemberId, capability: Capability, reply: oneshot::Sender<Result<(), SendError>> },
     Consent { change: ConsentChange, capability: Capability, reply: oneshot::Sender<Result<(), ConsentError>> },
     RemoveMember { member: MemberId, reply: oneshot::Sender<bool> },
     Close,
+}
+
+/// The answer to [`SessionHandle::send_batch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchResult {
+    /// How many payloads (from the front) the engine accepted.
+    pub sent: usize,
+    /// What stopped the batch early, if anything.
+    pub error: Option<SendError>,
+    /// The payloads not sent (from the first refused one on), handed back for a later try;
+    /// empty if the session had already closed.
+    pub unsent: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -245,6 +263,17 @@ impl SessionHandle {
     ) -> Result<(), SendError> {
         let payload = payload.into();
         self.ask(|reply| Command::Send { to, content, payload, reply }).await.unwrap_or(Err(SendError::Closed))
+    }
+
+    /// Sends several payloads to `to` in one command: the driver seals them in order through the
+    /// engine (each exactly as [`SessionHandle::send`] would) and writes them out with one flush.
+    /// Stops at the first error; the answer says how many were accepted and hands the rest back.
+    pub async fn send_batch(&self, to: Destination, content: ContentType, payloads: Vec<Vec<u8>>) -> BatchResult {
+        self.ask(|reply| Command::SendBatch { to, content, payloads, reply }).await.unwrap_or(BatchResult {
+            sent: 0,
+            error: Some(SendError::Closed),
+            unsent: Vec::new(),
+        })
     }
 
     /// Sends a chat line to every member.
@@ -420,7 +449,7 @@ impl Driver {
             relay_order,
             relay_cursor: 0,
             commands,
-            read_buf: vec![0; 16 * 1024],
+            read_buf: vec![0; READ_BUF_LEN],
         }
     }
 
@@ -660,6 +689,20 @@ impl Driver {
         match command {
             Command::Send { to, content, payload, reply } => {
                 let _ = reply.send(self.engine.send(to, content, &payload));
+            }
+            Command::SendBatch { to, content, payloads, reply } => {
+                let mut result = BatchResult { sent: 0, error: None, unsent: Vec::new() };
+                let mut payloads = payloads.into_iter();
+                for payload in payloads.by_ref() {
+                    if let Err(error) = self.engine.send(to, content, &payload) {
+                        result.error = Some(error);
+                        result.unsent.push(payload);
+                        break;
+                    }
+                    result.sent += 1;
+                }
+                result.unsent.extend(payloads);
+                let _ = reply.send(result);
             }
             Command::Request { to, capability, reply } => {
                 let result = match &mut self.engine.session {

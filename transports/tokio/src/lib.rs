@@ -71,8 +71,8 @@ pub use backoff::Backoff;
 pub use clock::Clock;
 pub use connect::{ConnectError, DEFAULT_PORTS, RelayAddress, Timing};
 pub use driver::{
-    CloseCause, ConnectionState, EngineSession, Join, MAX_MEMBERS, Received, SessionEvents, SessionHandle, SessionSpec,
-    TransportConfig, TransportEvent, spawn_session,
+    BatchResult, CloseCause, ConnectionState, EngineSession, Join, MAX_MEMBERS, Received, SessionEvents, SessionHandle,
+    SessionSpec, TransportConfig, TransportEvent, spawn_session,
 };
 pub use proxy::HttpProxy;
 pub use rng::{OsRng, os_rng};

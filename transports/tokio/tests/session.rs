@@ -137,6 +137,41 @@ async fn provider_and_customer_chat_and_the_customer_ends_the_session() {
 }
 
 #[tokio::test]
+async fn a_batch_arrives_whole_and_in_order_and_a_refused_one_is_handed_back() {
+    use lifeline_core::session::SendError;
+    use lifeline_core::wire::control::ContentType;
+
+    let pki = TestPki::new("relay");
+    let relay = TestRelay::start(&pki, 1).await;
+    let (provider, _provider_events, customer, mut customer_events) = pair(&pki, &relay.ports).await;
+
+    // 40 payloads (two of them the largest a frame carries) in one command: each is sealed as
+    // its own frame and they arrive as sent.
+    let payloads: Vec<Vec<u8>> = (0..40u8)
+        .map(|i| if i % 20 == 7 { vec![i; lifeline_core::wire::MAX_PAYLOAD_LEN] } else { vec![i; 1 + usize::from(i)] })
+        .collect();
+    let result = provider.send_batch(Destination::Member(MemberId(1)), ContentType::Chat, payloads.clone()).await;
+    assert_eq!((result.sent, result.error, result.unsent.len()), (40, None, 0));
+    for expected in &payloads {
+        let got = wait_for(&mut customer_events, LIMIT, "the next payload of the batch", |event| match event {
+            TransportEvent::Data(data) => Some(data.payload.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(&got, expected);
+    }
+
+    // The customer has not granted file transfer: its engine refuses the first payload, and the
+    // whole batch comes back unsent, in order.
+    let files = vec![b"one".to_vec(), b"two".to_vec()];
+    let result = customer.send_batch(Destination::Member(MemberId::LEADER), ContentType::File, files.clone()).await;
+    assert_eq!(result.sent, 0);
+    assert_eq!(result.error, Some(SendError::NotGranted));
+    assert_eq!(result.unsent, files);
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_wrong_pin_is_rejected() {
     let pki = TestPki::new("relay");
     let relay = TestRelay::start(&pki, 1).await;
