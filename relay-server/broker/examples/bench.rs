@@ -60,6 +60,7 @@ fn main() {
                     name: "Bench".into(),
                     role: Role::Provider,
                     subscription: String::new(),
+                    organisation: String::new(),
                     password_hash: hashed.clone(),
                     created_at: 0,
                 })
@@ -129,6 +130,7 @@ fn https(dir: &std::path::Path, threads: usize, duration: Duration) {
             name: "Bench".into(),
             role: Role::Provider,
             subscription: String::new(),
+            organisation: String::new(),
             password_hash: password::hash(PASSWORD).unwrap(),
             created_at: 0,
         })

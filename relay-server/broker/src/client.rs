@@ -77,6 +77,18 @@ pub struct SessionGrant {
     pub ticket: Vec<u8>,
     /// Ticket expiry (Unix seconds).
     pub ticket_expires_at: i64,
+    /// Resolve only: the provider who created the session, as the broker has the account (name
+    /// and organisation entered by an account administrator). `None` if the answer has none.
+    pub provider: Option<VerifiedProvider>,
+}
+
+/// A provider's identity as the broker holds it (not as the provider's app announces it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedProvider {
+    /// The account's display name.
+    pub name: String,
+    /// The account's organisation (may be empty).
+    pub organisation: String,
 }
 
 /// A broker API client.
@@ -291,5 +303,9 @@ fn grant(value: &Value) -> Result<SessionGrant, ClientError> {
             .unwrap_or_default(),
         ticket: value["ticket"].as_str().and_then(unhex).ok_or_else(bad)?,
         ticket_expires_at: value["ticket_expires_at"].as_i64().ok_or_else(bad)?,
+        provider: value["provider"]["name"].as_str().map(|name| VerifiedProvider {
+            name: name.to_owned(),
+            organisation: value["provider"]["organisation"].as_str().unwrap_or_default().to_owned(),
+        }),
     })
 }

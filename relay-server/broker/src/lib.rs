@@ -42,7 +42,7 @@ pub mod store;
 #[cfg(feature = "server")]
 pub mod tls;
 
-pub use client::{BrokerClient, ClientError, SessionGrant};
+pub use client::{BrokerClient, ClientError, SessionGrant, VerifiedProvider};
 #[cfg(feature = "server")]
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "server")]

@@ -65,10 +65,14 @@ enum AdminCommand {
         /// Subscription data.
         #[arg(long, default_value = "")]
         subscription: String,
+        /// The organisation the provider works for (customers see it, with the name, as the
+        /// broker's word on who is asking).
+        #[arg(long, default_value = "")]
+        organisation: String,
     },
     /// List accounts.
     ListAccounts,
-    /// Change an account's role, name or subscription.
+    /// Change an account's role, name, subscription or organisation.
     UpdateAccount {
         /// Login email.
         #[arg(long)]
@@ -82,6 +86,9 @@ enum AdminCommand {
         /// New subscription data.
         #[arg(long)]
         subscription: Option<String>,
+        /// New organisation.
+        #[arg(long)]
+        organisation: Option<String>,
     },
     /// Set an account's password ($LIFELINE_PASSWORD, else stdin); revokes its tokens.
     SetPassword {
@@ -269,7 +276,9 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
 fn admin(store: &dyn Store, command: AdminCommand) -> Result<(), String> {
     let text = |e: lifeline_broker::store::StoreError| e.to_string();
     match command {
-        AdminCommand::CreateAccount { email, name, role, subscription } => {
+        AdminCommand::CreateAccount { email, name, role, subscription, organisation } => {
+            check_text("--name", &name, 1)?;
+            check_text("--organisation", &organisation, 0)?;
             let password = read_password()?;
             password::check_policy(&password).map_err(|e| e.to_string())?;
             let email = email.trim().to_lowercase();
@@ -278,6 +287,7 @@ fn admin(store: &dyn Store, command: AdminCommand) -> Result<(), String> {
                 name,
                 role: role.into(),
                 subscription,
+                organisation,
                 password_hash: password::hash(&password).map_err(|e| e.to_string())?,
                 created_at: now(),
             };
@@ -286,9 +296,15 @@ fn admin(store: &dyn Store, command: AdminCommand) -> Result<(), String> {
             println!("account {id} created: {email} ({})", Role::from(role).as_str());
         }
         AdminCommand::ListAccounts => print_json(&store.list_accounts().map_err(text)?)?,
-        AdminCommand::UpdateAccount { email, role, name, subscription } => {
+        AdminCommand::UpdateAccount { email, role, name, subscription, organisation } => {
             let id = account_id(store, &email)?;
-            let update = AccountUpdate { name, role: role.map(Role::from), subscription };
+            if let Some(name) = &name {
+                check_text("--name", name, 1)?;
+            }
+            if let Some(organisation) = &organisation {
+                check_text("--organisation", organisation, 0)?;
+            }
+            let update = AccountUpdate { name, role: role.map(Role::from), subscription, organisation };
             store.update_account(id, &update).map_err(text)?;
             audit(store, "account_update", &email)?;
             println!("account {email} updated");
@@ -458,6 +474,16 @@ async fn dev(dir: PathBuf) -> ExitCode {
 
 /// Creates the development accounts (random passwords, written to `logins.txt`, mode 0600) and
 /// registers the relay `local`, unless already done.
+/// Names and organisations are shown to customers: 1..=100 (or 0..=100) characters, no control
+/// characters (as the API checks them).
+fn check_text(option: &str, text: &str, min: usize) -> Result<(), String> {
+    let length = text.chars().count();
+    if length < min || length > 100 || text.chars().any(char::is_control) {
+        return Err(format!("{option}: {min} to 100 characters, no control characters"));
+    }
+    Ok(())
+}
+
 fn seed_dev(config: &Config, dir: &Path) -> Result<(), String> {
     let store = lifeline_broker::store::open(&config.store).map_err(|e| e.to_string())?;
     let logins_path = dir.join(DEV_LOGINS);
@@ -474,6 +500,11 @@ fn seed_dev(config: &Config, dir: &Path) -> Result<(), String> {
                 name: name.into(),
                 role,
                 subscription: "development".into(),
+                organisation: if role == Role::Provider {
+                    "Example Helpdesk (development)".into()
+                } else {
+                    String::new()
+                },
                 password_hash: password::hash(&password).map_err(|e| e.to_string())?,
                 created_at: now(),
             };

@@ -541,6 +541,8 @@ impl Broker {
             return Err(ApiError::new(409, "too_many_tickets", "this session has issued all its member tickets"));
         }
         let relay = self.store.list_relays()?.into_iter().find(|r| r.name == session.relay);
+        // Who is asking, as the broker knows the account (null if it was deleted since).
+        let provider = self.store.account_by_id(session.provider_id)?;
         let (ticket, expires) = self.mint(session.number, TicketRole::Member, &session.relay, now)?;
         self.audit(format!("customer:{}", session.number), source, "session_resolve", &target, "ok");
         ok(&json!({
@@ -548,6 +550,7 @@ impl Broker {
             "relay": relay.as_ref().map_or_else(|| json!({ "name": session.relay, "addresses": [] }), relay_json),
             "ticket": ticket,
             "ticket_expires_at": expires,
+            "provider": provider.map(|p| json!({ "name": p.name, "organisation": p.organisation })),
         }))
     }
 
@@ -729,6 +732,8 @@ impl Broker {
             password: Secret,
             #[serde(default)]
             subscription: String,
+            #[serde(default)]
+            organisation: String,
         }
         let admin = self.require(request, &[Role::AccountAdmin], "account_create")?;
         let body: Body = parse_json(request)?;
@@ -736,6 +741,7 @@ impl Broker {
         validate_email(&email)?;
         validate_text("name", &body.name, 1, 100)?;
         validate_text("subscription", &body.subscription, 0, 200)?;
+        validate_text("organisation", &body.organisation, 0, 100)?;
         let hash = policy_hash(&body.password.0)?;
         let new = NewAccount {
             email: email.clone(),
@@ -744,6 +750,7 @@ impl Broker {
             // with the admin CLI on the broker's host.
             role: Role::Provider,
             subscription: body.subscription.clone(),
+            organisation: body.organisation.clone(),
             password_hash: hash,
             created_at: self.clock.now_unix(),
         };
@@ -776,6 +783,7 @@ impl Broker {
         struct Body {
             name: Option<String>,
             subscription: Option<String>,
+            organisation: Option<String>,
         }
         let admin = self.require(request, &[Role::AccountAdmin], "account_update")?;
         let account = self.managed_account(id)?;
@@ -786,7 +794,15 @@ impl Broker {
         if let Some(subscription) = &body.subscription {
             validate_text("subscription", subscription, 0, 200)?;
         }
-        let update = AccountUpdate { name: body.name.clone(), role: None, subscription: body.subscription.clone() };
+        if let Some(organisation) = &body.organisation {
+            validate_text("organisation", organisation, 0, 100)?;
+        }
+        let update = AccountUpdate {
+            name: body.name.clone(),
+            role: None,
+            subscription: body.subscription.clone(),
+            organisation: body.organisation.clone(),
+        };
         self.store.update_account(account.id, &update)?;
         self.audit(format!("account:{}", admin.id), request.source, "account_update", &account.email, "ok");
         ok(&account_json(&self.store.account_by_id(account.id)?.ok_or_else(ApiError::not_found)?))
@@ -1206,7 +1222,8 @@ fn random_session_number() -> Result<i64, ApiError> {
 fn account_json(account: &Account) -> Value {
     json!({
         "id": account.id, "email": account.email, "name": account.name, "role": account.role,
-        "subscription": account.subscription, "failed_logins": account.failed_logins,
+        "subscription": account.subscription, "organisation": account.organisation,
+        "failed_logins": account.failed_logins,
         "locked_until": account.locked_until, "created_at": account.created_at,
     })
 }

@@ -25,6 +25,7 @@ both_stores!(
     relay_reports_need_the_right_certificate,
     session_flow_with_consent_receipts_and_reports,
     bad_input_is_refused_and_nothing_is_stored,
+    the_customer_learns_the_provider_as_the_broker_has_the_account,
 );
 
 fn setup_roles(env: &Env) -> (String, String, String) {
@@ -313,7 +314,7 @@ fn session_flow_with_consent_receipts_and_reports(backend: Backend) {
     // The customer resolves the number: a member ticket, the relay, and no secret.
     let resolved = env.handle(Request::new("POST", "/v1/sessions/resolve").json(&json!({ "session": session }))).json();
     let keys: Vec<&str> = resolved.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["relay", "session", "ticket", "ticket_expires_at"]);
+    assert_eq!(keys, ["provider", "relay", "session", "ticket", "ticket_expires_at"]);
     let member_hex = resolved["ticket"].as_str().unwrap().to_owned();
     let member = verifier.verify(&lifeline_broker::password::unhex(&member_hex).unwrap(), now).unwrap();
     assert_eq!(member.role, lifeline_ticket::TicketRole::Member);
@@ -361,6 +362,81 @@ fn session_flow_with_consent_receipts_and_reports(backend: Backend) {
     // An ended session cannot be resolved any more.
     let again = env.handle(Request::new("POST", "/v1/sessions/resolve").json(&json!({ "session": session })));
     assert_eq!(again.status, 404);
+}
+
+fn the_customer_learns_the_provider_as_the_broker_has_the_account(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    let (accounts, _, provider) = setup_roles(&env);
+    env.register_relay("a");
+    env.report("a", 0);
+    let ada = env.store().account_by_email("ada@example.com").unwrap().unwrap();
+    assert_eq!(ada.organisation, "", "no organisation until an administrator sets one");
+    let resolve = |session: u64| {
+        env.handle(Request::new("POST", "/v1/sessions/resolve").json(&json!({ "session": session }))).json()
+    };
+    let first = env.call("POST", "/v1/sessions", &provider, None).json()["session"].as_u64().unwrap();
+    assert_eq!(resolve(first)["provider"], json!({ "name": "Test ada@example.com", "organisation": "" }));
+
+    // The account administrator sets name and organisation; the provider cannot.
+    let path = format!("/v1/admin/accounts/{}", ada.id);
+    let change = json!({ "name": "Ada Lovelace", "organisation": "Example Helpdesk Ltd" });
+    assert_eq!(env.call("PATCH", &path, &provider, Some(change.clone())).status, 403);
+    let bad = json!({ "organisation": "Evil\u{1b}[2J" });
+    assert_eq!(env.call("PATCH", &path, &accounts, Some(bad)).status, 400);
+    assert_eq!(env.call("PATCH", &path, &accounts, Some(json!({ "organisation": "x".repeat(101) }))).status, 400);
+    let changed = env.call("PATCH", &path, &accounts, Some(change));
+    assert_eq!(changed.status, 200);
+    assert_eq!(changed.json()["organisation"], "Example Helpdesk Ltd");
+    // Sessions resolve to the account as it is now, old and new alike.
+    let second = env.call("POST", "/v1/sessions", &provider, None).json()["session"].as_u64().unwrap();
+    for session in [first, second] {
+        let resolved = resolve(session);
+        assert_eq!(resolved["provider"], json!({ "name": "Ada Lovelace", "organisation": "Example Helpdesk Ltd" }));
+    }
+    // Created with an organisation; listed with it.
+    let new = json!({ "email": "bob@example.com", "name": "Bob", "password": GOOD_PASSWORD,
+                      "organisation": "Bob's Repairs" });
+    let created = env.call("POST", "/v1/admin/accounts", &accounts, Some(new));
+    assert_eq!(created.status, 201);
+    assert_eq!(created.json()["organisation"], "Bob's Repairs");
+    let listed = env.call("GET", "/v1/admin/accounts", &accounts, None).json();
+    let bob = listed["accounts"].as_array().unwrap().iter().find(|a| a["email"] == "bob@example.com").unwrap();
+    assert_eq!(bob["organisation"], "Bob's Repairs");
+    // A deleted account: the session still resolves, with no provider to vouch for.
+    assert_eq!(env.call("DELETE", &path, &accounts, None).status, 200);
+    assert_eq!(resolve(second)["provider"], serde_json::Value::Null);
+}
+
+#[test]
+fn an_old_sqlite_store_gains_the_organisation_column() {
+    let dir = std::env::temp_dir().join(format!("lifeline-broker-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.db");
+    let _ = std::fs::remove_file(&path);
+    {
+        // The accounts table as migration 1 made it, with one account in it.
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY);
+             INSERT INTO schema_migrations (version) VALUES (1);
+             CREATE TABLE accounts (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT NOT NULL UNIQUE,
+                 name TEXT NOT NULL, role TEXT NOT NULL, subscription TEXT NOT NULL,
+                 password_hash TEXT NOT NULL, failed_logins BIGINT NOT NULL DEFAULT 0,
+                 locked_until BIGINT, created_at BIGINT NOT NULL);
+             INSERT INTO accounts (email, name, role, subscription, password_hash, created_at)
+                 VALUES ('ada@example.com', 'Ada', 'provider', '', 'x', 0);",
+        )
+        .unwrap();
+    }
+    let store = lifeline_broker::store::SqliteStore::open(path.to_str().unwrap()).unwrap();
+    use lifeline_broker::store::Store as _;
+    let ada = store.account_by_email("ada@example.com").unwrap().unwrap();
+    assert_eq!((ada.name.as_str(), ada.organisation.as_str()), ("Ada", ""));
+    let update = lifeline_broker::store::AccountUpdate { organisation: Some("Example".into()), ..Default::default() };
+    assert!(store.update_account(ada.id, &update).unwrap());
+    assert_eq!(store.account_by_id(ada.id).unwrap().unwrap().organisation, "Example");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {

@@ -83,6 +83,7 @@ impl TestBroker {
                     name: "Test".into(),
                     role,
                     subscription: String::new(),
+                    organisation: String::new(),
                     password_hash: password::hash(common::GOOD_PASSWORD).unwrap(),
                     created_at: 0,
                 })

@@ -63,6 +63,9 @@ pub struct Account {
     pub role: Role,
     /// Subscription data (plan name, free text).
     pub subscription: String,
+    /// The organisation the provider works for, as an account administrator entered it; the
+    /// customer is shown it (with the name) as the broker's word on who is asking.
+    pub organisation: String,
     /// The Argon2id hash; never serialised.
     #[serde(skip)]
     pub password_hash: String,
@@ -85,6 +88,8 @@ pub struct NewAccount {
     pub role: Role,
     /// Subscription data.
     pub subscription: String,
+    /// Organisation (may be empty).
+    pub organisation: String,
     /// Argon2id hash.
     pub password_hash: String,
     /// Now.
@@ -100,6 +105,8 @@ pub struct AccountUpdate {
     pub role: Option<Role>,
     /// Subscription data.
     pub subscription: Option<String>,
+    /// Organisation.
+    pub organisation: Option<String>,
 }
 
 /// The outcome of charging a login attempt against an account.
@@ -379,6 +386,8 @@ const MIGRATIONS: &[&str] = &[
         target TEXT NOT NULL,
         outcome TEXT NOT NULL
     );",
+    // 2: the provider's organisation, shown to customers beside the name (issue 6).
+    "ALTER TABLE accounts ADD COLUMN organisation TEXT NOT NULL DEFAULT '';",
 ];
 
 /// A migration with the backend's spelling of an auto-increment key and of bytes.

@@ -37,7 +37,7 @@ fn backend(error: postgres::Error) -> StoreError {
 }
 
 const ACCOUNT_COLUMNS: &str =
-    "id, email, name, role, subscription, password_hash, failed_logins, locked_until, created_at";
+    "id, email, name, role, subscription, password_hash, failed_logins, locked_until, created_at, organisation";
 const RELAY_COLUMNS: &str = "name, addresses, cert_sha256, registered_at, last_report, healthy, members, sessions, \
                              connections, assigned_since_report";
 const SESSION_COLUMNS: &str = "number, provider_id, provider_email, relay, created_at, ended_at, expires_at";
@@ -54,6 +54,7 @@ fn account(row: &Row) -> StoreResult<Account> {
         failed_logins: get(row, 6)?,
         locked_until: get(row, 7)?,
         created_at: get(row, 8)?,
+        organisation: get(row, 9)?,
     })
 }
 
@@ -160,9 +161,17 @@ impl Store for PostgresStore {
         self.with(|c| {
             let row = c
                 .query_one(
-                    "INSERT INTO accounts (email, name, role, subscription, password_hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                    &[&a.email, &a.name, &a.role.as_str(), &a.subscription, &a.password_hash, &a.created_at],
+                    "INSERT INTO accounts (email, name, role, subscription, password_hash, created_at, organisation) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    &[
+                        &a.email,
+                        &a.name,
+                        &a.role.as_str(),
+                        &a.subscription,
+                        &a.password_hash,
+                        &a.created_at,
+                        &a.organisation,
+                    ],
                 )
                 .map_err(backend)?;
             get(&row, 0)
@@ -196,6 +205,10 @@ impl Store for PostgresStore {
             }
             if let Some(subscription) = &u.subscription {
                 tx.execute("UPDATE accounts SET subscription = $1 WHERE id = $2", &[subscription, &id])
+                    .map_err(backend)?;
+            }
+            if let Some(organisation) = &u.organisation {
+                tx.execute("UPDATE accounts SET organisation = $1 WHERE id = $2", &[organisation, &id])
                     .map_err(backend)?;
             }
             tx.commit().map_err(backend)?;

@@ -27,7 +27,7 @@ fn backend(error: rusqlite::Error) -> StoreError {
 }
 
 const ACCOUNT_COLUMNS: &str =
-    "id, email, name, role, subscription, password_hash, failed_logins, locked_until, created_at";
+    "id, email, name, role, subscription, password_hash, failed_logins, locked_until, created_at, organisation";
 const RELAY_COLUMNS: &str = "name, addresses, cert_sha256, registered_at, last_report, healthy, members, sessions, \
                              connections, assigned_since_report";
 const SESSION_COLUMNS: &str = "number, provider_id, provider_email, relay, created_at, ended_at, expires_at";
@@ -44,6 +44,7 @@ fn account(row: &Row<'_>) -> rusqlite::Result<Account> {
         failed_logins: row.get(6)?,
         locked_until: row.get(7)?,
         created_at: row.get(8)?,
+        organisation: row.get(9)?,
     })
 }
 
@@ -120,9 +121,17 @@ impl Store for SqliteStore {
         let connection = self.lock();
         connection
             .execute(
-                "INSERT INTO accounts (email, name, role, subscription, password_hash, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![a.email, a.name, a.role.as_str(), a.subscription, a.password_hash, a.created_at],
+                "INSERT INTO accounts (email, name, role, subscription, password_hash, created_at, organisation) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    a.email,
+                    a.name,
+                    a.role.as_str(),
+                    a.subscription,
+                    a.password_hash,
+                    a.created_at,
+                    a.organisation
+                ],
             )
             .map_err(backend)?;
         Ok(connection.last_insert_rowid())
@@ -168,6 +177,10 @@ impl Store for SqliteStore {
         }
         if let Some(subscription) = &u.subscription {
             tx.execute("UPDATE accounts SET subscription = ?1 WHERE id = ?2", params![subscription, id])
+                .map_err(backend)?;
+        }
+        if let Some(organisation) = &u.organisation {
+            tx.execute("UPDATE accounts SET organisation = ?1 WHERE id = ?2", params![organisation, id])
                 .map_err(backend)?;
         }
         tx.commit().map_err(backend)?;

@@ -123,6 +123,7 @@ impl Env {
                 name: format!("Test {email}"),
                 role,
                 subscription: "test".into(),
+                organisation: String::new(),
                 password_hash: password::hash(GOOD_PASSWORD).unwrap(),
                 created_at: self.clock_now(),
             })
