@@ -1,7 +1,9 @@
 //! File transfer and diagnostics over the session, for both commands: the glue between
 //! [`lifeline_apps`] (which speaks the protocol and does the file I/O) and the session handle.
 //!
-//! Payloads go out as `File` / `Diagnostics` data through [`SessionHandle::send`]. When the
+//! Payloads go out as `File` / `Diagnostics` data through [`SessionHandle::send`] (file chunks
+//! in batches through [`SessionHandle::send_batch`]: one driver command and one TLS flush for up
+//! to `FILE_BATCH` chunks). When the
 //! driver's queue is full (`SendError::QueueFull`) the payload is held and sent again on the next
 //! pump (a timer tick, or any event): nothing is dropped, and `Transfers` never gets ahead of
 //! what was sent. Whatever the customer has not granted, the customer's engine refuses to send
@@ -27,7 +29,7 @@ use lifeline_transport_tokio::SessionHandle;
 use lifeline_web_console as web;
 use tokio::sync::mpsc;
 
-use crate::text::sanitize;
+use crate::text::{count, sanitize};
 
 /// Slow work finished on a blocking thread.
 pub(crate) enum Prepared {
@@ -41,6 +43,8 @@ pub(crate) enum Prepared {
 
 /// A transfer that moves nothing for this long is reported once (it goes on waiting).
 const STALL_NOTICE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most file chunks (of at most 16 KiB) handed to the driver in one command.
+const FILE_BATCH: usize = 16;
 
 /// What a transfer is, for progress lines and the web console.
 struct Known {
@@ -48,8 +52,6 @@ struct Known {
     size: u64,
     direction: Direction,
     web_id: u32,
-    /// SHA-256 (hex) when this endpoint sends it.
-    sha256: String,
     /// Last progress step printed (tenths).
     printed_step: u64,
     /// When bytes last moved (from the first progress on), and whether a stall was reported.
@@ -81,8 +83,8 @@ pub(crate) struct Apps {
     share: Option<PathBuf>,
     known: BTreeMap<(MemberId, u32), Known>,
     next_web_id: u32,
-    /// A `File` payload the driver had no room for.
-    held: Option<(MemberId, Vec<u8>)>,
+    /// `File` payloads taken from `transfers` and not yet accepted by the driver, in order.
+    held: VecDeque<(MemberId, Vec<u8>)>,
     /// Diagnostics payloads waiting to go (customer: report parts; provider: queries).
     outbox: VecDeque<(MemberId, Vec<u8>)>,
     buf: Vec<u8>,
@@ -112,7 +114,7 @@ impl Apps {
             share,
             known: BTreeMap::new(),
             next_web_id: 1,
-            held: None,
+            held: VecDeque::new(),
             outbox: VecDeque::new(),
             buf: vec![0; MAX_PAYLOAD_LEN],
             sent_bytes: 0,
@@ -228,7 +230,7 @@ impl Apps {
     /// Every transfer stops (the customer took back file transfer, on either side).
     pub(crate) fn revoke_files(&mut self) {
         self.transfers.cancel_all(CancelReason::Revoked);
-        self.held = None;
+        self.held.clear();
         // The cancels are not sent: both sides know the grant is gone (the customer's engine
         // would refuse to send them, and to take them in).
         while self.transfers.poll_message(&mut self.buf).is_some() {}
@@ -241,9 +243,7 @@ impl Apps {
 
     pub(crate) fn peer_gone(&mut self, peer: MemberId) {
         self.transfers.peer_gone(peer);
-        if self.held.as_ref().is_some_and(|(to, _)| *to == peer) {
-            self.held = None;
-        }
+        self.held.retain(|(to, _)| *to != peer);
         self.outbox.retain(|(to, _)| *to != peer);
     }
 
@@ -306,11 +306,12 @@ impl Apps {
                 if let Some(query) = self.queries.remove(&request) {
                     let report = query.assembler.report();
                     let records: usize = report.sections.values().map(Vec::len).sum();
-                    show.line(&format!("Diagnostics report {} arrived: {records} records.", query.web_id));
+                    show.line(&format!("Diagnostics report {} arrived: {}.", query.web_id, count(records, "record")));
                     for (section, entries) in &report.sections {
                         let preview: Vec<String> =
                             entries.iter().take(3).map(|(k, v)| format!("{k}={}", sanitize(v))).collect();
-                        show.line(&format!("  [{}] {} records: {}", section.name(), entries.len(), preview.join("; ")));
+                        let records = count(entries.len(), "record");
+                        show.line(&format!("  [{}] {records}: {}", section.name(), preview.join("; ")));
                     }
                     if let Some(web) = show.web() {
                         web.publish(web::ConsoleEvent::Diagnostics(web_report(query.web_id, report)));
@@ -332,14 +333,10 @@ impl Apps {
             Prepared::Offer { peer, path, result } => match result {
                 Ok(file) => {
                     let size = file.size();
-                    let sha256: String = file.sha256().iter().map(|b| format!("{b:02x}")).collect();
                     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     match self.transfers.offer(now, peer, file) {
                         Ok(id) => {
                             let web_id = self.remember(peer, id, &name, size, Direction::Sending);
-                            if let Some(known) = self.known.get_mut(&(peer, id)) {
-                                known.sha256 = sha256;
-                            }
                             show.line(&format!(
                                 "Offered {name} ({}) to {} (transfer {web_id}); waiting for an answer.",
                                 bytes_text(size),
@@ -381,12 +378,13 @@ impl Apps {
                     self.outbox.push_back((peer, payload));
                 }
                 show.line(&format!(
-                    "Sending diagnostics to {}: {records} records in {} sections. /sent shows exactly what.",
+                    "Sending diagnostics to {}: {} in {}. /sent shows exactly what.",
                     show.name_of(peer),
-                    report.sections.len()
+                    count(records, "record"),
+                    count(report.sections.len(), "section")
                 ));
                 for (section, entries) in &report.sections {
-                    show.line(&format!("  [{}] {} records", section.name(), entries.len()));
+                    show.line(&format!("  [{}] {}", section.name(), count(entries.len(), "record")));
                 }
                 self.last_sent = Some(report);
             }
@@ -430,29 +428,40 @@ impl Apps {
                 }
             }
         }
+        // File data goes in batches: one driver command (and one TLS flush) for up to FILE_BATCH
+        // payloads to one peer, each still sealed on its own by the engine's `Session::send`.
         loop {
-            let (peer, payload) = match self.held.take() {
-                Some(held) => held,
-                None => match self.transfers.poll_message(&mut self.buf) {
-                    Some((peer, len)) => (peer, self.buf[..len].to_vec()),
+            while self.held.len() < FILE_BATCH {
+                match self.transfers.poll_message(&mut self.buf) {
+                    Some((peer, len)) => self.held.push_back((peer, self.buf[..len].to_vec())),
                     None => break,
-                },
-            };
-            match handle.send(Destination::Member(peer), ContentType::File, payload.clone()).await {
-                Ok(()) => self.sent_bytes += payload.len() as u64,
-                Err(SendError::QueueFull | SendError::TransmitPending | SendError::KeysExhausted) => {
-                    self.held = Some((peer, payload));
+                }
+            }
+            let Some(&(peer, _)) = self.held.front() else { break };
+            let run = self.held.iter().take_while(|(to, _)| *to == peer).count();
+            let payloads: Vec<Vec<u8>> = self.held.drain(..run).map(|(_, payload)| payload).collect();
+            let bytes: usize = payloads.iter().map(Vec::len).sum();
+            let result = handle.send_batch(Destination::Member(peer), ContentType::File, payloads).await;
+            let unsent: usize = result.unsent.iter().map(Vec::len).sum();
+            self.sent_bytes += (bytes - unsent) as u64;
+            match result.error {
+                None => {}
+                Some(SendError::QueueFull | SendError::TransmitPending | SendError::KeysExhausted) => {
+                    for payload in result.unsent.into_iter().rev() {
+                        self.held.push_front((peer, payload));
+                    }
                     break;
                 }
-                Err(SendError::NotGranted) => {
+                Some(SendError::NotGranted) => {
                     // The customer has not granted (or took back) file transfer: its engine
                     // sends nothing of it.
                     show.line("Not sent: file transfer is not allowed (the provider asks, and you allow it).");
                     self.transfers.cancel_all(CancelReason::Revoked);
+                    self.held.clear();
                     while self.transfers.poll_message(&mut self.buf).is_some() {}
                 }
-                Err(error) => {
-                    tracing::debug!(%error, "file payload dropped");
+                Some(error) => {
+                    tracing::debug!(%error, "file payloads dropped");
                     break;
                 }
             }
@@ -534,9 +543,14 @@ impl Apps {
                     self.publish(show, (peer, id), web::TransferState::InProgress { bytes: done });
                 }
             }
-            TransferEvent::Completed { peer, id, direction, saved_as, size } => {
-                let (name, sha256) =
-                    self.known.get(&(peer, id)).map(|k| (k.name.clone(), k.sha256.clone())).unwrap_or_default();
+            TransferEvent::Completed { peer, id, direction, saved_as, size, sha256 } => {
+                let name = self.known.get(&(peer, id)).map(|k| k.name.clone()).unwrap_or_default();
+                // The hash the receiver checked, and the size, for the web console (a fetched
+                // file's size is not known when it is asked for).
+                let sha256: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+                if let Some(known) = self.known.get_mut(&(peer, id)) {
+                    known.size = size;
+                }
                 let line = match (&saved_as, direction) {
                     (Some(path), _) => format!(
                         "Received {} ({}) from {}: SHA-256 checked, saved as {}.",
@@ -586,7 +600,6 @@ impl Apps {
                 size,
                 direction,
                 web_id,
-                sha256: String::new(),
                 printed_step: 0,
                 last_progress: None,
                 stall_reported: false,

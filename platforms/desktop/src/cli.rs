@@ -45,8 +45,10 @@ pub(crate) enum Command {
     Support(SupportArgs),
     /// Join a support session as the customer.
     ///
-    /// Asks for the session number and PIN the provider gave you (unless given), then chat.
-    /// Commands: /allow X, /deny X, /revoke X, /accept N, /decline N, /send PATH, /sent, /who,
+    /// Asks for the session number and PIN the provider gave you (unless given), then a
+    /// full-screen view on a terminal (status line, consent prompts: a = Allow, d = Deny;
+    /// F2/Ctrl-R take back everything; F10/Ctrl-E end), else lines (--plain). Commands:
+    /// /allow X, /deny X, /revoke X|all, /accept N, /decline N, /send PATH, /sent, /who,
     /// /status, /end. End of input also ends the session.
     #[command(after_help = format!("{AFTER_HELP}\n\n{EXIT_CODES_HELP}"))]
     Join(JoinArgs),
@@ -127,6 +129,10 @@ pub(crate) struct JoinArgs {
     /// once you allow file transfer. Nothing is shared without it.
     #[arg(long, value_name = "DIR")]
     pub(crate) share: Option<PathBuf>,
+    /// Lines in, lines out, even on a terminal (the full-screen view runs only when stdin and
+    /// stdout are terminals).
+    #[arg(long)]
+    pub(crate) plain: bool,
 }
 
 #[cfg(test)]

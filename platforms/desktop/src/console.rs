@@ -1,8 +1,20 @@
-//! The terminal session: prints what happens, turns typed lines into chat and commands.
+//! The terminal session: prints what happens, turns typed lines (or, in the customer's
+//! full-screen UI, keys) into chat, commands and consent answers.
 //!
-//! Output goes to stdout, one line per thing that happened; errors that end the program go to
-//! stderr (see [`crate::exit`]). Text that came from the other endpoint is sanitized before it
-//! is printed.
+//! Output goes to stdout, one line per thing that happened, or to the log of the full-screen UI
+//! ([`crate::tui`]) while it runs; errors that end the program go to stderr (see
+//! [`crate::exit`]). Text that came from the other endpoint is sanitized before it is printed.
+
+/// Every line goes through [`crate::tui::say`]: the full-screen UI's log while it runs, else
+/// stdout (shadows std's `println!` in this file).
+macro_rules! println {
+    () => {
+        $crate::tui::say(String::new())
+    };
+    ($($arg:tt)*) => {
+        $crate::tui::say(format!($($arg)*))
+    };
+}
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -24,12 +36,14 @@ use crate::apps::{Apps, Prepared, Show, staged_upload};
 use crate::exit::Failure;
 use crate::setup::Plan;
 use crate::text::{
-    capability_list, capability_request, capability_word, capability_words, content_name, group_digits,
-    parse_capability, role_name, sanitize,
+    capability_list, capability_request, capability_word, capability_words, certificate_problem, content_name,
+    group_digits, parse_capability, role_name, sanitize,
 };
+use crate::tui::{self, Action};
 
-/// Runs the session to its end on a new tokio runtime.
-pub(crate) fn run(plan: Plan) -> Result<(), Failure> {
+/// Runs the session to its end on a new tokio runtime; the customer's full-screen UI when
+/// `full_screen` (else lines in, lines out).
+pub(crate) fn run(plan: Plan, full_screen: bool) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -37,7 +51,7 @@ pub(crate) fn run(plan: Plan) -> Result<(), Failure> {
         .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))?;
     let mut plan = plan;
     let broker_login = plan.broker_login.take();
-    let result = runtime.block_on(session(plan));
+    let result = runtime.block_on(session(plan, full_screen));
     if let Some(login) = broker_login {
         // Best effort, bounded: the report gets its end time and the token is revoked.
         runtime.block_on(async {
@@ -51,7 +65,7 @@ pub(crate) fn run(plan: Plan) -> Result<(), Failure> {
     result
 }
 
-async fn session(mut plan: Plan) -> Result<(), Failure> {
+async fn session(mut plan: Plan, full_screen: bool) -> Result<(), Failure> {
     let (apps, mut prepared) = Apps::new(plan.role == Role::Provider, plan.downloads.clone(), plan.share.clone());
     let mut console = Console::new(&plan, apps);
     if let Some(receipts) = plan.receipts.clone() {
@@ -81,8 +95,30 @@ async fn session(mut plan: Plan) -> Result<(), Failure> {
         println!("    {}", started.url());
     }
     console.publish_session();
-    let mut lines = read_lines();
+    let (mut inputs, ui) = if full_screen {
+        let (actions, inputs) = mpsc::channel(16);
+        match tui::start(actions) {
+            Ok(ui) => (inputs, Some(ui)),
+            Err(error) => {
+                println!("The full-screen view did not start ({error}); lines it is.");
+                (read_lines(), None)
+            }
+        }
+    } else {
+        (read_lines(), None)
+    };
+    console.full_screen = ui.is_some();
+    console.sync_status();
     let (handle, mut events) = spawn_session(plan.transport, plan.spec);
+    // Screen sharing (crate::screen): the customer shares its display only while it allows it.
+    console.screen = Some(match console.role {
+        Role::Provider => crate::screen::Screen::provider(
+            handle.clone(),
+            console.web.clone(),
+            web_console.as_ref().and_then(web::WebConsole::take_screen_input),
+        ),
+        _ => crate::screen::Screen::customer(handle.clone()),
+    });
     let mut input_open = true;
     let mut closing = false;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
@@ -113,9 +149,9 @@ async fn session(mut plan: Plan) -> Result<(), Failure> {
                 }
                 None => web_commands = None,
             },
-            line = lines.recv(), if input_open => match line {
-                Some(line) => {
-                    if console.on_line(&handle, &line).await == Next::Quit && !closing {
+            input = inputs.recv(), if input_open => match input {
+                Some(input) => {
+                    if console.on_input(&handle, input).await == Next::Quit && !closing {
                         closing = true;
                         handle.close().await;
                     }
@@ -136,7 +172,12 @@ async fn session(mut plan: Plan) -> Result<(), Failure> {
                 handle.close().await;
             }
         }
+        console.sync_status();
     };
+    drop(inputs);
+    if let Some(screen) = console.screen.take() {
+        screen.finish().await;
+    }
     let out = Out { members: &console.members, web: console.web.as_ref() };
     console.apps.finish(&out);
     console.finish_receipts().await;
@@ -144,6 +185,9 @@ async fn session(mut plan: Plan) -> Result<(), Failure> {
         // Open pages see the end; then the console stops (and its outbox goes).
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         started.shutdown().await;
+    }
+    if let Some(ui) = ui {
+        ui.stop();
     }
     result
 }
@@ -157,12 +201,12 @@ async fn recv_command(commands: &mut Option<mpsc::Receiver<web::ConsoleCommand>>
 }
 
 /// Lines typed on the terminal, read on a thread of their own (terminal reads block).
-fn read_lines() -> mpsc::Receiver<String> {
+fn read_lines() -> mpsc::Receiver<Action> {
     let (sender, receiver) = mpsc::channel(16);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
-            if sender.blocking_send(line).is_err() {
+            if sender.blocking_send(Action::Line(line)).is_err() {
                 break;
             }
         }
@@ -181,6 +225,9 @@ struct Member {
     role: Option<Role>,
     /// Provider: the customer's consent state as last announced (granted, pending).
     consent: (CapabilitySet, CapabilitySet),
+    /// Provider: what the customer answered no to (denied, revoked) and has not been asked
+    /// again, so the web console can say so instead of showing nothing.
+    refused: (CapabilitySet, CapabilitySet),
 }
 
 struct Console {
@@ -215,6 +262,14 @@ struct Console {
     /// Customer: blocked data already reported (sender, content), until consent changes: data in
     /// flight when a grant is taken back is reported once, not per frame.
     blocked_shown: std::collections::BTreeSet<(MemberId, u8)>,
+    /// Screen sharing and remote control (`crate::screen`), once the session runs.
+    screen: Option<crate::screen::Screen>,
+    /// Customer with a broker: the provider as the broker verified the account (sanitized).
+    verified_provider: Option<String>,
+    /// Customer: the full-screen UI runs (its status line is kept up to date).
+    full_screen: bool,
+    /// The status line last sent to it.
+    shown_status: tui::Status,
 }
 
 /// Names and the web console, for [`Apps`] (borrowed apart from the apps themselves).
@@ -262,6 +317,10 @@ impl Console {
             check_codes: BTreeMap::new(),
             uploads: 0,
             blocked_shown: std::collections::BTreeSet::new(),
+            screen: None,
+            verified_provider: plan.verified_provider.as_deref().map(sanitize),
+            full_screen: false,
+            shown_status: tui::Status::default(),
         }
     }
 
@@ -345,6 +404,12 @@ impl Console {
         self.publish(web::ConsoleEvent::Notice { message, at_ms: now_ms() });
     }
 
+    /// A line for the terminal that the web console's Messages panel shows too.
+    fn tell(&self, message: String) {
+        println!("{message}");
+        self.notice(message);
+    }
+
     /// Provider: the session as the web console shows it.
     fn publish_session(&self) {
         let code = self.check_codes.values().next().map(|code| check_code_text(*code));
@@ -381,6 +446,10 @@ impl Console {
                         web::ConsentState::Granted
                     } else if member.consent.1.contains(capability) {
                         web::ConsentState::Pending
+                    } else if member.refused.1.contains(capability) {
+                        web::ConsentState::Revoked
+                    } else if member.refused.0.contains(capability) {
+                        web::ConsentState::Denied
                     } else {
                         return None;
                     };
@@ -410,6 +479,14 @@ impl Console {
         self.apps.on_prepared(&out, prepared, granted);
     }
 
+    /// Something on the status line changed: print it, unless the full-screen view shows it
+    /// all the time anyway.
+    fn status_changed(&self) {
+        if !self.full_screen {
+            self.status();
+        }
+    }
+
     /// The status line: who is connected, what is granted, the check code.
     fn status(&self) {
         let others: Vec<String> = self
@@ -423,8 +500,53 @@ impl Console {
             None => String::new(),
         };
         match self.role {
-            Role::Provider => println!("[status] connected: {who}{code}"),
-            _ => println!("[status] connected: {who} | you allow: {}{code}", capability_list(self.consent.0)),
+            Role::Provider => {
+                // What each customer allows, as its endpoint last announced it.
+                let allows: String = self
+                    .members
+                    .iter()
+                    .filter(|(_, member)| member.role == Some(Role::Customer))
+                    .map(|(id, member)| format!(" | {} allows: {}", self.name(*id), capability_list(member.consent.0)))
+                    .collect();
+                println!("[status] connected: {who}{allows}{code}");
+            }
+            _ => {
+                let verified = match &self.verified_provider {
+                    Some(provider) => format!(" | verified by the broker: {provider}"),
+                    None => String::new(),
+                };
+                let screen = self.screen.as_ref().map(crate::screen::Screen::status_text).unwrap_or_default();
+                println!(
+                    "[status] connected: {who} | you allow: {}{code}{verified}{screen}",
+                    capability_list(self.consent.0)
+                );
+            }
+        }
+    }
+
+    /// Full-screen UI: updates its status line if anything on it changed.
+    fn sync_status(&mut self) {
+        if !self.full_screen {
+            return;
+        }
+        let status = tui::Status {
+            members: self
+                .members
+                .iter()
+                .map(|(id, member)| (self.name(*id), member.role.map_or("joining", role_name).to_owned()))
+                .collect(),
+            verified: self.verified_provider.clone(),
+            check_code: self.check_codes.values().next().map(|code| check_code_text(*code)),
+            granted: self.consent.0.iter().map(|c| capability_word(c).to_owned()).collect(),
+            pending: self.consent.1.iter().map(|c| capability_word(c).to_owned()).collect(),
+            // The screen's part of the line-mode status (" | screen shared | …"), item by item.
+            now: self.screen.as_ref().map_or_else(Vec::new, |screen| {
+                screen.status_text().split(" | ").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+            }),
+        };
+        if status != self.shown_status {
+            self.shown_status = status.clone();
+            tui::set_status(status);
         }
     }
 
@@ -588,11 +710,17 @@ impl Console {
     fn connection_failure(&self, error: ConnectError) -> Failure {
         match error {
             ConnectError::Certificate(detail) => {
+                tracing::debug!(%detail, "relay certificate refused");
                 let hint = match &self.dev_dir {
                     Some(dir) => format!(" Is {} the folder the relay's certificates came from?", dir.display()),
-                    None => " Check --ca, or that --relay names the right server.".to_owned(),
+                    None => " Check --ca (the CA file your provider or administrator uses), or that --relay names \
+                             the right server."
+                        .to_owned(),
                 };
-                Failure::Certificate(format!("the relay's TLS certificate is not trusted ({detail}).{hint}"))
+                Failure::Certificate(format!(
+                    "the relay's TLS certificate is not trusted: {}.{hint}",
+                    certificate_problem(&detail)
+                ))
             }
             ConnectError::Refused(reason) => {
                 Failure::Refused(format!("the relay refused admission: {}.", refusal_text(reason)))
@@ -612,6 +740,12 @@ impl Console {
         match event {
             Event::Joined { .. } => {
                 println!("Joined session {}: end-to-end encrypted.", self.session_text());
+                if let Some(provider) = &self.verified_provider {
+                    println!(
+                        "Provider verified by the broker: {provider} (the account that started this \
+                         session; if that is not who you expect, end the session)."
+                    );
+                }
                 self.receipt("joined", "");
             }
             Event::MemberJoined { member } => {
@@ -619,6 +753,7 @@ impl Console {
                     name: None,
                     role: None,
                     consent: (CapabilitySet::EMPTY, CapabilitySet::EMPTY),
+                    refused: (CapabilitySet::EMPTY, CapabilitySet::EMPTY),
                 });
             }
             Event::MemberAnnounced { member, role, name } => {
@@ -627,6 +762,7 @@ impl Console {
                     name: None,
                     role: None,
                     consent: (CapabilitySet::EMPTY, CapabilitySet::EMPTY),
+                    refused: (CapabilitySet::EMPTY, CapabilitySet::EMPTY),
                 });
                 let first = entry.name.is_none();
                 entry.name = Some(name.clone());
@@ -636,25 +772,28 @@ impl Console {
                     (true, Role::Customer) if role == Role::Provider => {
                         println!("Connected to {name} ({}).", role_name(role));
                     }
-                    (true, _) => println!("{name} ({}) joined.", role_name(role)),
+                    (true, _) => self.tell(format!("{name} ({}) joined.", role_name(role))),
                 }
                 if first {
                     self.publish_members();
-                    self.status();
+                    self.status_changed();
                 }
             }
             Event::MemberLeft { member } => {
-                println!("{} left the session.", self.name(member));
+                self.tell(format!("{} left the session.", self.name(member)));
                 self.members.remove(&member);
                 self.apps.peer_gone(member);
+                if let Some(screen) = &mut self.screen {
+                    screen.peer_gone(member);
+                }
                 self.publish_members();
-                self.status();
+                self.status_changed();
             }
             Event::JoinFailed { failures, .. } => {
-                println!("Someone tried to join with a wrong PIN (failed attempts: {failures}).");
+                self.tell(format!("Someone tried to join with a wrong PIN (failed attempts: {failures})."));
             }
             Event::PinExpired => {
-                println!("Too many wrong PINs: the PIN has expired and nobody else can join this session.");
+                self.tell("Too many wrong PINs: the PIN has expired and nobody else can join this session.".into());
             }
             Event::ConsentRequested { from, capability } => {
                 self.consent.1 = self.consent.1.with(capability);
@@ -664,11 +803,18 @@ impl Console {
                     self.name(from),
                     capability_request(capability)
                 );
+                if let Some(screen) = &mut self.screen {
+                    // An open prompt pauses remote control.
+                    screen.on_consent(self.consent.0, self.consent.1);
+                }
             }
             Event::ConsentChanged { granted, pending } => {
                 self.blocked_shown.clear();
                 let (old_granted, old_pending) = self.consent;
                 self.consent = (granted, pending);
+                if let Some(screen) = &mut self.screen {
+                    screen.on_consent(granted, pending);
+                }
                 for capability in Capability::ALL {
                     let word = capability_word(capability);
                     let (was, is) = (old_granted.contains(capability), granted.contains(capability));
@@ -689,7 +835,7 @@ impl Console {
                     }
                 }
                 if granted != old_granted {
-                    self.status();
+                    self.status_changed();
                 }
             }
             Event::PeerConsent { from, granted, pending } => {
@@ -726,23 +872,36 @@ impl Console {
         let Some(member) = self.members.get_mut(&from) else { return };
         let (old_granted, old_pending) = member.consent;
         member.consent = (granted, pending);
+        if let Some(screen) = &mut self.screen {
+            screen.on_peer_consent(from, granted, pending);
+        }
+        let mut told = Vec::new();
         for capability in Capability::ALL {
             let (was, is) = (old_granted.contains(capability), granted.contains(capability));
+            let (denied, revoked) = member.refused;
+            if is || pending.contains(capability) {
+                member.refused = (denied.without(capability), revoked.without(capability));
+            }
             if !was && is {
-                println!("{name} allowed: {capability}.");
+                told.push(format!("{name} allowed: {capability}."));
             } else if was && !is {
-                println!("{name} took back: {capability}.");
+                told.push(format!("{name} took back: {capability}."));
+                member.refused = (denied.without(capability), revoked.with(capability));
                 if capability == Capability::FileTransfer {
                     self.apps.revoke_files();
                 }
             } else if old_pending.contains(capability) && !pending.contains(capability) && !is {
-                println!("{name} declined: {capability}.");
+                told.push(format!("{name} declined: {capability}."));
+                member.refused = (denied.with(capability), revoked.without(capability));
             } else if !old_pending.contains(capability) && pending.contains(capability) {
-                println!("{name} sees the request for: {capability}.");
+                told.push(format!("{name} sees the request for: {capability}."));
             }
         }
         if granted.is_empty() && !old_granted.is_empty() {
-            println!("{name} now allows nothing.");
+            told.push(format!("{name} now allows nothing."));
+        }
+        for line in told {
+            self.tell(line);
         }
     }
 
@@ -767,11 +926,50 @@ impl Console {
                 let out = Out { members: &self.members, web: self.web.as_ref() };
                 self.apps.on_data(&out, data.from, content, &data.payload, granted);
             }
+            content @ (ContentType::Screen | ContentType::Input) if self.screen.is_some() => {
+                if let Some(screen) = &mut self.screen {
+                    screen.on_data(data.from, content, data.payload);
+                }
+            }
             content => println!("[{} from {from}: {} bytes]", content_name(content), data.payload.len()),
         }
     }
 
-    // ---- typed lines -----------------------------------------------------------------------
+    // ---- typed lines and keys --------------------------------------------------------------
+
+    /// A line typed, or what a key of the full-screen UI asks for. Only the local user's input
+    /// gets here: consent answers never come from the other side.
+    async fn on_input(&mut self, handle: &SessionHandle, input: Action) -> Next {
+        match input {
+            Action::Line(line) => {
+                // The full-screen view shows what was typed in its log (a terminal echoes it).
+                if self.full_screen && line.trim_start().starts_with('/') {
+                    println!("> {}", line.trim());
+                }
+                return self.on_line(handle, &line).await;
+            }
+            Action::Allow(word) => self.consent(handle, "allow", Some(&word)).await,
+            Action::Deny(word) => self.consent(handle, "deny", Some(&word)).await,
+            Action::RevokeAll => self.revoke_all(handle).await,
+            Action::End => return Next::Quit,
+            Action::None => {}
+        }
+        Next::Continue
+    }
+
+    /// Takes back everything allowed ("take back control").
+    async fn revoke_all(&self, handle: &SessionHandle) {
+        if self.consent.0.is_empty() {
+            println!("You allow nothing: there is nothing to take back.");
+            return;
+        }
+        for capability in self.consent.0.iter() {
+            match handle.revoke(capability).await {
+                Ok(()) | Err(ConsentError::Closed) => {}
+                Err(error) => println!("Could not take back {capability}: {error}."),
+            }
+        }
+    }
 
     async fn on_line(&mut self, handle: &SessionHandle, line: &str) -> Next {
         let line = line.trim();
@@ -860,7 +1058,11 @@ impl Console {
     }
 
     async fn chat(&self, handle: &SessionHandle, text: &str) {
-        match handle.chat(text).await {
+        let result = handle.chat(text).await;
+        if result.is_ok() && self.full_screen {
+            println!("{} (you): {text}", self.local_name);
+        }
+        match result {
             Ok(()) if self.members.is_empty() => println!("(nobody else is in the session yet)"),
             Ok(()) => self.publish(web::ConsoleEvent::Chat(web::ChatLine {
                 from: self.local_name.clone(),
@@ -898,6 +1100,10 @@ impl Console {
     }
 
     async fn consent(&self, handle: &SessionHandle, verb: &str, word: Option<&str>) {
+        if verb == "revoke" && word == Some("all") {
+            self.revoke_all(handle).await;
+            return;
+        }
         let capability = match word {
             Some(word) => parse_capability(word),
             // A bare /allow or /deny answers the one open prompt, if there is just one.
@@ -943,7 +1149,7 @@ impl Console {
             _ => {
                 println!("  /allow WHAT          allow what the provider asked for");
                 println!("  /deny WHAT           refuse it");
-                println!("  /revoke WHAT         take back something you allowed");
+                println!("  /revoke WHAT         take back something you allowed (/revoke all: everything)");
                 println!("  /accept N, /decline N  answer a file the provider offers");
                 println!("  /send PATH           offer a file to the provider (after you allow files)");
                 println!("  /sent                show exactly what diagnostics were sent");

@@ -6,9 +6,9 @@
 //! | 1 | internal error |
 //! | 2 | usage error (bad command line) |
 //! | 3 | configuration error: bad `--dev` folder, unreadable CA file, invalid ticket, relay address or proxy |
-//! | 4 | the relay could not be reached (after the retry budget), or the connection was lost for good |
-//! | 5 | the relay's TLS certificate is not trusted |
-//! | 6 | the relay refused admission (ticket invalid, expired or for another session; session full) |
+//! | 4 | the relay (after the retry budget) or the broker could not be reached, or the connection was lost for good |
+//! | 5 | the relay's or the broker's TLS certificate is not trusted |
+//! | 6 | refused: by the relay (ticket invalid, expired or for another session; session full) or by the broker (login refused, no open session with that number, too many attempts) |
 //! | 7 | the PIN was not accepted |
 //! | 8 | the PIN has expired (too many wrong attempts) |
 //! | 9 | the session could not be joined or was lost (join timed out, provider lost, removed) |
@@ -35,9 +35,10 @@ Exit codes:
   1  internal error
   2  usage error
   3  configuration error (bad --dev folder, CA file, ticket, relay address or proxy)
-  4  relay unreachable (after retries), or the connection was lost for good
-  5  the relay's certificate is not trusted
-  6  the relay refused admission (bad or expired ticket, session full)
+  4  relay (after retries) or broker unreachable, or the connection was lost for good
+  5  the relay's or the broker's certificate is not trusted
+  6  refused by the relay (bad or expired ticket, session full) or by the broker (login
+     refused, no open session with that number, too many attempts)
   7  the PIN was not accepted
   8  the PIN has expired (too many wrong attempts)
   9  the session could not be joined or was lost";
@@ -98,5 +99,15 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), failures.len());
         assert!(Failure::WrongPin.to_string().contains("the PIN was not accepted"));
+    }
+
+    #[test]
+    fn the_user_guide_has_the_same_table() {
+        let guide = include_str!("../../../docs/user-guide.md");
+        let rows: Vec<&str> = include_str!("exit.rs").lines().filter_map(|line| line.strip_prefix("//! | ")).collect();
+        assert_eq!(rows.len(), 11, "the header and ten codes");
+        for row in rows {
+            assert!(guide.contains(&format!("| {row}")), "docs/user-guide.md lacks the exit-code row | {row}");
+        }
     }
 }

@@ -10,8 +10,10 @@ mod apps;
 mod cli;
 mod console;
 mod exit;
+mod screen;
 mod setup;
 mod text;
+mod tui;
 
 use std::process::ExitCode;
 
@@ -23,8 +25,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log.as_deref());
     let result = match cli.command {
-        Command::Support(args) => setup::support(&args).and_then(console::run),
-        Command::Join(args) => setup::join(&args).and_then(console::run),
+        Command::Support(args) => setup::support(&args).and_then(|plan| console::run(plan, false)),
+        // The full-screen UI only on a terminal (stdin and stdout), unless --plain.
+        Command::Join(args) => {
+            let full_screen = !args.plain && tui::usable();
+            setup::join(&args).and_then(|plan| console::run(plan, full_screen))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,5 +46,6 @@ fn main() -> ExitCode {
 fn init_logging(level: Option<&str>) {
     let level = level.map(str::to_owned).or_else(|| std::env::var("LIFELINE_LOG").ok()).unwrap_or_default();
     let level = level.parse::<tracing::Level>().unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+    // Through `tui::log_writer`: stderr, or the full-screen view's log while it runs.
+    tracing_subscriber::fmt().with_max_level(level).with_writer(tui::log_writer).with_target(false).init();
 }

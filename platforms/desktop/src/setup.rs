@@ -19,7 +19,7 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::cli::{ConnectArgs, JoinArgs, SupportArgs};
 use crate::exit::Failure;
-use crate::text::group_digits;
+use crate::text::{certificate_problem, group_digits};
 
 /// The ports of the relay `lifeline-relay dev` runs.
 const DEV_RELAY: &str = "127.0.0.1:8200,8443";
@@ -50,6 +50,9 @@ pub(crate) struct Plan {
     pub(crate) share: Option<PathBuf>,
     /// Provider: serve the web console.
     pub(crate) web_console: bool,
+    /// Customer with `--broker`: the provider who created the session as the broker has the
+    /// account (`NAME, ORGANISATION`), not as the provider's app announces itself.
+    pub(crate) verified_provider: Option<String>,
 }
 
 /// The provider's broker session: ends the session there (report) and logs out at the end.
@@ -122,6 +125,7 @@ pub(crate) fn join(args: &JoinArgs) -> Result<Plan, Failure> {
     let ticket = connect.ticket.as_deref().map(decode_ticket).transpose()?;
     let mut broker_relays = Vec::new();
     let mut receipts = None;
+    let mut verified_provider = None;
     let (session, ticket) = match (ticket, &dev) {
         (None, _) if connect.broker.is_some() => {
             let client = broker_client(connect, dev.as_ref())?;
@@ -131,6 +135,10 @@ pub(crate) fn join(args: &JoinArgs) -> Result<Plan, Failure> {
             };
             let grant = block_on(client.resolve(session))?;
             broker_relays = grant.addresses;
+            verified_provider = grant.provider.map(|provider| match provider.organisation.trim() {
+                "" => provider.name,
+                organisation => format!("{}, {organisation}", provider.name),
+            });
             receipts = Some(Receipts { client, ticket: grant.ticket.clone(), session: grant.session });
             (grant.session, grant.ticket)
         }
@@ -166,6 +174,7 @@ pub(crate) fn join(args: &JoinArgs) -> Result<Plan, Failure> {
     let spec = SessionSpec { config, join: Join::Member(pin), ticket };
     let mut plan = plan(connect, dev, spec, Role::Customer, None, broker_relays)?;
     plan.receipts = receipts;
+    plan.verified_provider = verified_provider;
     plan.downloads = downloads_dir(args.downloads.as_deref())?;
     if let Some(share) = &args.share {
         if !share.is_dir() {
@@ -226,6 +235,7 @@ fn plan(
         downloads: PathBuf::from("."),
         share: None,
         web_console: false,
+        verified_provider: None,
     })
 }
 
@@ -278,7 +288,12 @@ fn block_on<T>(work: impl Future<Output = Result<T, ClientError>>) -> Result<T, 
         }
         ClientError::Api { .. } => Failure::Refused(error.to_string()),
         ClientError::Transport(message) if message.contains("certificate") || message.contains("Certificate") => {
-            Failure::Certificate(format!("broker: {message}"))
+            tracing::debug!(%message, "broker certificate refused");
+            Failure::Certificate(format!(
+                "the broker's TLS certificate is not trusted: {}. Check --ca (the CA file your provider or \
+                 administrator uses; dev/ca.pem for the development deployment) and the --broker address.",
+                certificate_problem(&message)
+            ))
         }
         ClientError::Transport(_) => Failure::Unreachable(error.to_string()),
         other => Failure::Config(other.to_string()),

@@ -81,6 +81,34 @@ pub(crate) fn group_digits(digits: &str, size: usize) -> String {
     out
 }
 
+/// What is wrong with a server's certificate, in words, from the TLS library's name for it
+/// (`UnknownIssuer`, `NotValidForNameContext { .. }`, `invalid peer certificate: Expired`).
+pub(crate) fn certificate_problem(detail: &str) -> &'static str {
+    if detail.contains("UnknownIssuer") {
+        "it was not issued by a certificate authority this computer was told to trust"
+    } else if detail.contains("NotValidForName") {
+        "it was issued for another server name"
+    } else if detail.contains("NotValidYet") {
+        "it is not valid yet (or this computer's clock is wrong)"
+    } else if detail.contains("Expired") {
+        "it has expired (or this computer's clock is wrong)"
+    } else if detail.contains("Revoked") {
+        "it has been revoked"
+    } else if detail.contains("BadSignature") {
+        "it is not signed by a certificate authority this computer was told to trust (another CA of \
+         the same name, or a forgery)"
+    } else if detail.contains("BadEncoding") {
+        "it is damaged"
+    } else {
+        "it could not be verified"
+    }
+}
+
+/// A count and its noun, singular for one: "1 record", "146 records".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Text from another endpoint (chat, names) made safe for the terminal: control characters
 /// (escape sequences could rewrite the screen or forge a prompt) become `�`, line breaks
 /// become spaces.
@@ -115,6 +143,24 @@ mod tests {
         assert_eq!(group_digits("123456789", 3), "123 456 789");
         assert_eq!(group_digits("12345678", 4), "1234 5678");
         assert_eq!(group_digits("", 3), "");
+    }
+
+    #[test]
+    fn certificate_problems_in_words() {
+        assert!(certificate_problem("invalid peer certificate: UnknownIssuer").contains("not issued by"));
+        assert!(certificate_problem("NotValidForNameContext { expected: x }").contains("another server name"));
+        assert!(certificate_problem("ExpiredContext { time: 1 }").contains("expired"));
+        assert!(certificate_problem("NotValidYetContext { time: 1 }").contains("not valid yet"));
+        assert!(certificate_problem("invalid peer certificate: BadSignature").contains("not signed by"));
+        assert_eq!(certificate_problem("Other(..)"), "it could not be verified");
+    }
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(count(0, "record"), "0 records");
+        assert_eq!(count(1, "record"), "1 record");
+        assert_eq!(count(146, "record"), "146 records");
+        assert_eq!(count(1, "section"), "1 section");
     }
 
     #[test]

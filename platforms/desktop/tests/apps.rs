@@ -100,7 +100,8 @@ fn nothing_leaves_the_customer_before_consent_then_files_and_diagnostics_arrive_
     pair.provider.type_line("/diag");
     pair.provider.expect("has not allowed diagnostics");
     pair.provider.type_line("/status");
-    pair.provider.expect("[status]");
+    let status = pair.provider.expect("[status]");
+    assert!(status.contains("Customer allows: nothing"), "the provider's status shows permissions: {status}");
     std::thread::sleep(Duration::from_millis(500));
     let after = relay.metric("lifeline_relay_bytes_in_total");
     assert!(after - before < 16 * 1024, "{} bytes went through the relay before consent", after - before);
@@ -110,6 +111,9 @@ fn nothing_leaves_the_customer_before_consent_then_files_and_diagnostics_arrive_
 
     // Granted: customer → provider.
     grant(&mut pair, "files", "file transfer");
+    pair.provider.type_line("/status");
+    let status = pair.provider.expect("[status]");
+    assert!(status.contains("Customer allows: file transfer"), "{status}");
     pair.customer.type_line(&format!("/send {}", secret.display()));
     let offer = pair.provider.expect("offers you the file customer-secret.bin");
     pair.provider.type_line(&format!("/accept {}", offer_number(&offer)));
@@ -284,14 +288,27 @@ fn one_gibibyte_arrives_intact() {
     random_file(&big, 1 << 30);
     pair.provider.type_line(&format!("/send {}", big.display()));
     let offer = pair.customer.expect("offers you the file gib.bin");
+    // CPU time of the three processes over the transfer (Linux /proc; zero elsewhere): where
+    // the work goes, beside the wall-clock figure (scripts/bench-transfer.sh prints both).
+    let pids = [Some(pair.provider.pid()), Some(pair.customer.pid()), relay.pid()];
+    let cpu_before = pids.map(cpu_seconds);
     let started = Instant::now();
     pair.customer.type_line(&format!("/accept {}", offer_number(&offer)));
     pair.customer.output.expect_stdout("Received gib.bin", Duration::from_secs(600));
     let elapsed = started.elapsed();
+    let cpu_after = pids.map(cpu_seconds);
+    let cpu: Vec<f64> = cpu_after.iter().zip(&cpu_before).map(|(after, before)| after - before).collect();
     println!(
-        "1 GiB in {:.1} s: {:.1} MB/s through one relay on loopback",
+        "1 GiB in {:.2} s: {:.1} MB/s through one relay on loopback",
         elapsed.as_secs_f64(),
         (1u64 << 30) as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    println!(
+        "cpu seconds during the transfer: provider {:.2}, customer {:.2}, relay {:.2} (wall {:.2})",
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        elapsed.as_secs_f64()
     );
     assert_eq!(sha256_file(&temp.path().join("customer-downloads/gib.bin")), sha256_file(&big));
     pair.provider.type_line("/quit");
@@ -350,4 +367,17 @@ fn a_full_disk_stops_the_transfer_with_a_clear_message_on_both_sides() {
     customer.type_line("/end");
     assert_eq!(customer.wait(LIMIT).code(), Some(0));
     assert_eq!(provider.wait(LIMIT).code(), Some(0));
+}
+
+/// User + system CPU seconds of process `pid` so far, from `/proc/PID/stat` (0 if unreadable).
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(stat) = pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces), from field 3: utime and stime are
+    // fields 14 and 15, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    ticks as f64 / 100.0
 }

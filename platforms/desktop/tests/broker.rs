@@ -37,6 +37,7 @@ impl Broker {
                 name: "Ada".into(),
                 role: Role::Provider,
                 subscription: String::new(),
+                organisation: "Example Helpdesk Ltd".into(),
                 password_hash: password::hash(PASSWORD).unwrap(),
                 created_at: 0,
             })
@@ -87,6 +88,13 @@ fn support_and_join_go_through_the_broker() {
     customer.type_line(&pin);
     customer.expect("Connected to Ada (Helpdesk) (Provider)");
     provider.expect("Customer (Customer) joined");
+    // Who is asking, as the broker has the account (not as the provider's app names itself),
+    // at the join and on the status line.
+    customer.type_line("/status");
+    let status = customer.expect("[status]");
+    assert!(status.contains("verified by the broker: Ada, Example Helpdesk Ltd"), "{status}");
+    let transcript = customer.output.transcript.lock().unwrap().join("\n");
+    assert!(transcript.contains("Provider verified by the broker: Ada, Example Helpdesk Ltd"), "{transcript}");
 
     // Consent happens on the customer's endpoint; its receipts reach the session report.
     let mut provider = provider;
@@ -153,4 +161,30 @@ fn support_and_join_go_through_the_broker() {
     let mut lost = App::start(["join", "--broker", &broker.url, "--ca", ca, "--session", "999999999", "--pin", "1"]);
     lost.expect_error("no open session with this number");
     assert_eq!(lost.wait(LIMIT).code(), Some(6));
+    // A broker whose certificate is not from --ca: exit 5, said in words (not the TLS
+    // library's "UnknownIssuer").
+    let other = dev_pki(temp.path(), "other");
+    let other_ca = other.join("ca.pem");
+    let mut untrusted = App::start([
+        "join",
+        "--broker",
+        &broker.url,
+        "--ca",
+        other_ca.to_str().unwrap(),
+        "--session",
+        "999999999",
+        "--pin",
+        "1",
+    ]);
+    // (The other dev CA has the same name as the right one, so the signature is what fails.)
+    let said = untrusted.expect_error("the broker's TLS certificate is not trusted: it is not signed by");
+    assert!(said.contains("Check --ca"), "{said}");
+    assert!(!said.contains("BadSignature") && !said.contains("UnknownIssuer"), "{said}");
+    assert_eq!(untrusted.wait(LIMIT).code(), Some(5));
+    // No broker at that address: exit 4.
+    let nowhere = format!("https://127.0.0.1:{}", support::free_port());
+    let mut unreachable =
+        App::start(["join", "--broker", &nowhere, "--ca", ca, "--session", "999999999", "--pin", "1"]);
+    unreachable.expect_error("broker unreachable");
+    assert_eq!(unreachable.wait(LIMIT).code(), Some(4));
 }

@@ -25,9 +25,12 @@ fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics
         relay.address().as_ref(),
         "--name".as_ref(),
         "Ada (Helpdesk)".as_ref(),
+        "--downloads".as_ref(),
+        temp.path().join("provider-downloads").as_os_str(),
     ]);
     let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let pin_line = provider.expect("PIN:");
+    let pin = digits_after(&pin_line, "PIN:");
     let url = provider.expect("http://127.0.0.1:").trim().to_owned();
     let downloads = temp.path().join("downloads");
     let mut customer = App::start([
@@ -49,6 +52,11 @@ fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics
     driver.navigate(&url);
     driver.wait_text("session-number", &support::group3(&session));
     driver.wait_text("members", "Grace");
+    // The PIN is grouped as on the provider's terminal ("9913 4711"), not differently.
+    let pin_on_terminal = pin_line.split_once("PIN:").unwrap().1.trim();
+    driver.wait_text("pin", pin_on_terminal);
+    // Someone joining is a message in the page, not only on the terminal.
+    driver.wait_text("errors", "Grace (Customer) joined.");
 
     // Chat from the page.
     driver.type_into("#chat-input", "Hello Grace, Ada here.");
@@ -65,6 +73,7 @@ fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics
     customer.expect("/allow diagnostics");
     customer.type_line("/allow diagnostics");
     provider.expect("Grace allowed: diagnostics");
+    driver.wait_text("errors", "Grace allowed: diagnostics.");
 
     // Send a file through the page's picker: the customer accepts it and the hashes match.
     let file = temp.path().join("printer-driver.bin");
@@ -77,11 +86,30 @@ fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics
     assert_eq!(sha256_file(&downloads.join("printer-driver.bin")), sha256_file(&file));
     driver.wait_text("transfers", "printer-driver.bin");
 
+    // A file from the customer: accepted in the page, shown with its size and SHA-256.
+    let log = temp.path().join("install.log");
+    random_file(&log, 3_000);
+    customer.type_line(&format!("/send {}", log.display()));
+    driver.wait_text("transfers", "install.log");
+    driver.click("#transfers .transfer.offered button.primary");
+    provider.expect("Received install.log");
+    driver.wait_text("transfers", &sha256_file(&log));
+    driver.wait_text("transfers", "from the customer, 2.9 KiB");
+
     // Diagnostics in the viewer.
     driver.type_into("#diag-sections", "system, memory");
     driver.click("#diag-query");
     customer.expect("Sending diagnostics to Ada (Helpdesk)");
     driver.wait_text("diag-view", "os.family");
+
+    // Taken back and refused show as such (not as if never asked).
+    customer.type_line("/revoke diagnostics");
+    driver.wait_text("members", "Diagnostics: taken back");
+    driver.wait_text("errors", "Grace took back: diagnostics.");
+    driver.click("#requests button[data-capability=\"remote_control\"]");
+    customer.expect("/allow control");
+    customer.type_line("/deny control");
+    driver.wait_text("members", "Remote control: refused");
 
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_owned();
     let shot = target.join("desktop-web-console.png");

@@ -13,7 +13,9 @@
 //!   relay, which keeps latency low; the next frame carries all changes since the last one.
 //!   If no ack arrives for `ack_timeout` with data in flight, it counts as lost: the estimate is
 //!   halved and sending resumes.
-//! - **Interval**: the shortest interval (30 fps by default) unless the average frame
+//! - **Interval**: the shortest interval (30 fps by default) while less than half the window
+//!   is in flight (the link keeps up: a quiet, app-limited screen is not paced by its own small
+//!   delivery samples); otherwise the shortest interval unless the average frame
 //!   (exponential average of bytes per frame) at that rate would exceed 1.25 × the delivery
 //!   rate; then `average / (1.25 × rate)`, up to `max_interval`. The 25 % above the estimate is
 //!   the probe (as BBR's pacing gain): on a link with spare capacity the next samples are
@@ -233,6 +235,14 @@ impl RateController {
 
     fn interval(&self) -> Duration {
         let min = self.config.min_interval.as_micros();
+        if self.in_flight() * 2 < self.window() {
+            // The link keeps up (less than half the window unacknowledged): nothing to pace.
+            // Without this, a quiet screen (typing: a kilobyte or two a frame) is app-limited,
+            // its small delivery samples look like a slow link, and a large frame earlier in the
+            // average stretched the interval to ~1 s, where it stayed for tens of seconds
+            // (measured: 1 fps while typing through the whole chain).
+            return self.config.min_interval;
+        }
         // Paced 25 % above the estimate, so that spare capacity shows up in the next samples
         // (the in-flight limit, not the interval, is what keeps a saturated link's queue short).
         let needed = self.average_frame * 1_000_000 * 4 / (self.rate.max(1) * 5);

@@ -104,3 +104,18 @@ fn lost_acks_do_not_stall_forever() {
     assert!(controller.estimate().rate < config.initial_rate);
     assert!(controller.poll_timeout().as_micros() > later.as_micros());
 }
+
+#[test]
+fn a_quiet_screen_after_a_large_frame_runs_at_the_frame_rate_cap() {
+    // A whole desktop first (300 kB), then typing (1.5 kB a frame) on a fast link: the small,
+    // app-limited delivery samples must not be taken for a slow link (this ran at ~1 fps once).
+    let mut controller = RateController::new(RateConfig::default(), Instant::ZERO);
+    simulate(&mut controller, 0, 1, 50_000_000, 300_000);
+    // Then a still screen for 3 s: captures, but nothing to send (the sharer reports no frame).
+    for ms in 1_000..4_000u64 {
+        let _ = controller.poll_capture(Instant::from_micros(ms * 1_000));
+    }
+    let (fps, _, queue) = simulate(&mut controller, 4_000_000, 10, 50_000_000, 1_500);
+    assert!((28.0..=31.0).contains(&fps), "fps {fps}");
+    assert!(queue < 5_000, "queue {queue}");
+}

@@ -46,6 +46,7 @@
 //! events; each event reaches it exactly once.
 
 pub mod api;
+mod screen;
 mod server;
 mod state;
 mod upload;
@@ -65,6 +66,7 @@ pub use api::{
     DiagnosticsSection, Direction, Member, Role, SessionInfo, Transfer, TransferId, TransferState,
 };
 
+pub use screen::{ScreenInput, ScreenRect, ScreenStatus};
 use server::{Limits, Shared};
 use state::{EventHub, ReplayLimits};
 
@@ -172,6 +174,7 @@ impl WebConsole {
             upload_slots: Semaphore::new(config.max_concurrent_uploads.max(1)),
             next_upload: AtomicU64::new(1),
             stop: stopped,
+            screen: screen::ScreenHub::new(),
         });
         let task = tokio::spawn(server::run(listener, shared.clone(), config.max_connections));
         let url = format!("http://{addr}/?t={token}");
@@ -202,6 +205,12 @@ impl WebConsole {
     /// A handle for publishing from other tasks.
     pub fn publisher(&self) -> Publisher {
         Publisher(self.shared.clone())
+    }
+
+    /// The page's mouse and keyboard on the customer's screen (`POST /api/input`), in batches;
+    /// `Some` the first time only. Nothing here checks consent: the receiver must.
+    pub fn take_screen_input(&self) -> Option<mpsc::Receiver<Vec<ScreenInput>>> {
+        self.shared.screen.take_input()
     }
 
     /// Stops serving: closes the listener and every connection (open pages see the stream end),
@@ -241,6 +250,28 @@ impl Publisher {
     /// As [`WebConsole::publish`].
     pub fn publish(&self, event: ConsoleEvent) {
         self.0.hub.publish(&event);
+    }
+
+    /// The customer's screen changed: `damage` (the whole frame when `None`) of a frame of
+    /// `B G R X` pixels, rows packed (`width × height × 4` bytes; anything else is ignored).
+    /// Open pages draw it; a new size clears them first.
+    pub fn screen_frame(&self, width: u16, height: u16, bgrx: &[u8], damage: Option<ScreenRect>) {
+        self.0.screen.frame(width, height, bgrx, damage);
+    }
+
+    /// Nothing is shared any more (view taken back, customer gone): pages clear the canvas.
+    pub fn screen_clear(&self) {
+        self.0.screen.clear();
+    }
+
+    /// Who may do what, for the page's indicator.
+    pub fn screen_status(&self, status: ScreenStatus) {
+        self.0.screen.status(status);
+    }
+
+    /// The customer's pointer, in frame coordinates.
+    pub fn screen_cursor(&self, x: i16, y: i16, visible: bool) {
+        self.0.screen.cursor(x, y, visible);
     }
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP side: the accept loop, the checks every request passes, and the four routes.
+//! The HTTP side: the accept loop, the checks every request passes, and the routes.
 //!
 //! Every request is checked in this order, and the first failure answers `403` with the body
 //! `{"error":"forbidden"}` and nothing else (which check failed is not said):
@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) upload_slots: Semaphore,
     pub(crate) next_upload: AtomicU64,
     pub(crate) stop: watch::Receiver<bool>,
+    /// The customer's screen and the page's input (`screen.rs`).
+    pub(crate) screen: crate::screen::ScreenHub,
 }
 
 /// The size limits requests are held to.
@@ -147,8 +149,11 @@ async fn answer(request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Bo
         ("/api/events", &Method::GET) => events(shared),
         ("/api/command", &Method::POST) => command(&parts.headers, body, shared).await,
         ("/api/upload", &Method::POST) => upload::receive(&parts, body, shared).await,
-        ("/" | "/api/events", _) => method_not_allowed("GET"),
-        ("/api/command" | "/api/upload", _) => method_not_allowed("POST"),
+        // The customer's screen and the page's input (screen sharing, `screen.rs`).
+        ("/api/screen", &Method::GET) => crate::screen::stream(shared),
+        ("/api/input", &Method::POST) => crate::screen::input(&parts.headers, body, shared).await,
+        ("/" | "/api/events" | "/api/screen", _) => method_not_allowed("GET"),
+        ("/api/command" | "/api/upload" | "/api/input", _) => method_not_allowed("POST"),
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
     }
 }
@@ -360,7 +365,7 @@ pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: Byte
     response
 }
 
-fn set_common_headers(headers: &mut HeaderMap) {
+pub(crate) fn set_common_headers(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

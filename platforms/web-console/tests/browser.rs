@@ -48,7 +48,7 @@ async fn the_console_page_in_headless_chromium() {
     driver.wait_text("session-number", "123 456 789").await;
     let text = driver.body_text().await;
     for expected in [
-        "482 913",
+        "4829 1375",
         "Ada Lovelace",
         "Helpdesk Ltd",
         "Grace (customer)",
@@ -201,7 +201,7 @@ fn publish_session(console: &WebConsole) {
     let at = 1_764_859_800_000;
     console.publish(ConsoleEvent::Session(SessionInfo {
         session_number: 123_456_789,
-        pin: Some("482913".into()),
+        pin: Some("48291375".into()),
         short_auth_string: Some("4F7 2C1".into()),
         provider: Some("Ada Lovelace, Helpdesk Ltd".into()),
     }));

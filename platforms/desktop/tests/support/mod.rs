@@ -7,6 +7,7 @@
 //! So a test never depends on a relay or a session a developer happens to have running.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod terminal;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Write};
@@ -19,10 +20,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const LIMIT: Duration = Duration::from_secs(40);
+/// The size of the pseudo-terminals the apps run on.
+pub const PTY_ROWS: usize = 30;
+pub const PTY_COLUMNS: usize = 110;
 
-/// The `lifeline` binary under test.
+/// The `lifeline` binary under test: `LIFELINE_BIN` if set (scripts/bench-transfer.sh compares
+/// two builds with it), else the one cargo built with this test.
 pub fn lifeline_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lifeline"))
+    std::env::var_os("LIFELINE_BIN")
+        .filter(|path| !path.is_empty())
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lifeline")), PathBuf::from)
 }
 
 /// The `lifeline-relay` binary, built on first use.
@@ -162,6 +169,11 @@ impl Relay {
             .map_or_else(|| panic!("no metric {name} in:\n{body}"), |value| value as u64)
     }
 
+    /// The relay process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `--relay` for these ports.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{},{}", self.ports[0], self.ports[1])
@@ -276,6 +288,11 @@ pub struct App {
 }
 
 impl App {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start<I, S>(args: I) -> App
     where
         I: IntoIterator<Item = S>,
@@ -331,13 +348,32 @@ impl App {
     /// would run it: prompts read from the terminal, the PIN without echo. What is typed goes
     /// through the terminal (and is echoed, as on a real one, unless echo is off).
     pub fn start_in_pty(args: &[&str]) -> App {
+        let mut child = App::pty_command(args).spawn().expect("util-linux `script` runs the app on a pseudo-terminal");
+        let stdin = child.stdin.take();
+        let output = Output::capture(&mut child);
+        App { child, stdin, output }
+    }
+
+    /// Like [`App::start_in_pty`], for a full-screen program: what it writes is kept as raw
+    /// bytes (see [`terminal::RawOutput`]), not as lines.
+    pub fn start_in_pty_raw(args: &[&str]) -> (App, terminal::RawOutput) {
+        let mut child = App::pty_command(args).spawn().expect("util-linux `script` runs the app on a pseudo-terminal");
+        let stdin = child.stdin.take();
+        let raw = terminal::RawOutput::capture(child.stdout.take().unwrap());
+        (App { child, stdin, output: Output::default() }, raw)
+    }
+
+    /// `script` running lifeline on a new pseudo-terminal of [`PTY_ROWS`] × [`PTY_COLUMNS`].
+    fn pty_command(args: &[&str]) -> Command {
         let quote = |arg: &str| format!("'{}'", arg.replace('\'', "'\\''"));
-        let mut command_line = quote(&lifeline_bin().display().to_string());
+        let mut command_line = format!("stty rows {PTY_ROWS} cols {PTY_COLUMNS}; exec ");
+        command_line.push_str(&quote(&lifeline_bin().display().to_string()));
         for arg in args {
             command_line.push(' ');
             command_line.push_str(&quote(arg));
         }
-        let mut child = Command::new("script")
+        let mut command = Command::new("script");
+        command
             .args(["-qfec", &command_line, "/dev/null"])
             .env_remove("https_proxy")
             .env_remove("HTTPS_PROXY")
@@ -345,12 +381,15 @@ impl App {
             .env("TERM", "dumb")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("util-linux `script` runs the app on a pseudo-terminal");
-        let stdin = child.stdin.take();
-        let output = Output::capture(&mut child);
-        App { child, stdin, output }
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Types bytes as they are (keys on a terminal in raw mode: `\r` is Enter).
+    pub fn type_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
     }
 
     /// Types a line.

@@ -66,7 +66,8 @@ impl Driver {
         Driver { port, session, process }
     }
 
-    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    /// Any command of this session (`path` after `/session/ID`); the reply's `value`.
+    pub fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let reply = call(self.port, method, &format!("/session/{}{path}", self.session), body);
         assert!(reply["value"].get("error").is_none(), "{method} {path}: {reply}");
         reply["value"].clone()

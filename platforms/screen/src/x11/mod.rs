@@ -15,13 +15,19 @@
 //!
 //! - The customer's own input: [`LocalInputWatcher`] counts XInput2 raw events from real devices
 //!   apart from XTest ones, so the session can let the local user win.
+//! - Taking control back: [`Hotkey`] grabs Ctrl+Alt+Pause on the root window; [`Indicator`]
+//!   shows a red bar at the top of the screen while the provider has control.
 //!
 //! Only 24-bit true colour with 32 bits per pixel, little-endian image byte order (what Xorg
 //! and Xvfb use on x86 and ARM) is converted; anything else is [`BackendError::Unsupported`].
 
 mod hid;
+mod hotkey;
+mod indicator;
 mod local_input;
 
+pub use hotkey::{Hotkey, PAUSE_KEYSYM};
+pub use indicator::Indicator;
 pub use local_input::{InputActivity, LocalInputWatcher};
 
 use std::collections::{HashMap, HashSet};
