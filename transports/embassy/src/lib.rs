@@ -60,6 +60,30 @@ pub use rng::Drbg;
 pub use tls::{ALPN, RELAY_RECORD_LIMIT, TLS_READ_BUFFER, TLS_WRITE_BUFFER};
 pub use verify::{CA_KEY_LEN, CaKey};
 
+/// The relay-certificate reader (src/verify.rs) for the fuzz target `relay_certificate`
+/// (`fuzz/`): only with the `fuzzing` feature, which the firmware does not enable.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::verify::{CA_KEY_LEN, CaKey};
+
+    /// The checks (1) and (2) on a relay certificate: its public key if they pass.
+    pub fn check_relay_certificate(der: &[u8], ca_keys: &[CaKey], host: &str) -> Option<[u8; CA_KEY_LEN]> {
+        crate::verify::check_relay_certificate(der, ca_keys, host)
+    }
+
+    /// Whether `signature` (DER `ECDSA-Sig-Value`) is `key`'s ECDSA P-256 / SHA-256 over `message`.
+    pub fn verify_p256(key: &[u8; CA_KEY_LEN], message: &[u8], signature: &[u8]) -> bool {
+        crate::verify::verify_p256(key, message, signature)
+    }
+
+    /// The parse alone, **no signature check** (a fuzzer cannot forge one, so this is how it
+    /// reaches the name matching): the subject's key bytes and whether the names contain `host`.
+    pub fn read_certificate(der: &[u8], host: &str) -> Option<([u8; CA_KEY_LEN], bool)> {
+        crate::verify::read_certificate(der, host)
+    }
+}
+
 /// The relay ports tried, in this order (the seed design's three, so one gets through).
 pub const DEFAULT_PORTS: [u16; 3] = [8200, 443, 80];
 /// Members per session this transport's engine holds (as the tokio transport).

@@ -110,6 +110,14 @@ pub(crate) fn check_relay_certificate(der: &[u8], ca_keys: &[CaKey], host: &str)
     (signed && !host.is_empty() && certificate.has_dns_name(host)).then_some(certificate.public_key)
 }
 
+/// The parse alone, with no signature check (for the fuzz target only): the subject's key bytes
+/// and whether the subject alternative names contain `host`.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn read_certificate(der: &[u8], host: &str) -> Option<([u8; CA_KEY_LEN], bool)> {
+    let certificate = parse_certificate(der)?;
+    Some((certificate.public_key, certificate.has_dns_name(host)))
+}
+
 /// Whether `signature` (DER `ECDSA-Sig-Value`) is `key`'s ECDSA P-256 / SHA-256 over `message`.
 pub(crate) fn verify_p256(key: &[u8; CA_KEY_LEN], message: &[u8], signature: &[u8]) -> bool {
     let (Ok(key), Some(signature)) = (VerifyingKey::from_sec1_bytes(key), ecdsa_signature(signature)) else {
