@@ -2,7 +2,7 @@
 # On-target benchmarks of the appliance firmware on QEMU's mps2-an386 (Cortex-M4F) with
 # `-icount shift=0`: virtual time advances 1 ns per instruction, so the firmware's elapsed
 # virtual time is an instruction count (QEMU does not emulate the DWT cycle counter). Prints the
-# `@bench` lines: a 2048-bit SRP join (both sides, in memory), seal and open of 1 KiB frames,
+# `@bench` lines: a 2048-bit and a 3072-bit SRP join (both sides, in memory), seal and open of 1 KiB frames,
 # peak stack. Not part of scripts/test.sh; results go to docs/BENCHMARKS.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/../platforms/appliance"

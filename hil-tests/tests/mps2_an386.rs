@@ -20,6 +20,7 @@ use lifeline_core::app::console::{ConsoleRepr, RefusalReason};
 use lifeline_core::app::diagnostics::Sections;
 use lifeline_core::app::file::CancelReason;
 use lifeline_core::consent::Capability;
+use lifeline_core::crypto::srp::Group;
 use lifeline_core::session::{Event, Pin, SessionEnd};
 use lifeline_core::wire::control::ContentType;
 use lifeline_core::wire::{Destination, MAX_PAYLOAD_LEN, MemberId};
@@ -46,19 +47,28 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
+        Rig::start_in(Group::Rfc5054_2048).await
+    }
+
+    /// As `start`, the provider leading the session in SRP `group`.
+    async fn start_in(group: Group) -> Rig {
         let relay = TestRelay::start("a", "").await;
-        Rig::start_through(relay.addr, Some(relay)).await
+        Rig::start_through_in(relay.addr, Some(relay), group).await
     }
 
     /// As `start`, the agent's connections going to `agent_target` (a proxy, say).
     async fn start_through(agent_target: SocketAddr, relay: Option<TestRelay>) -> Rig {
+        Rig::start_through_in(agent_target, relay, Group::Rfc5054_2048).await
+    }
+
+    async fn start_through_in(agent_target: SocketAddr, relay: Option<TestRelay>, group: Group) -> Rig {
         let relay_addr = relay.as_ref().map(|relay| relay.addr).unwrap_or(agent_target);
         let agent_path = Forwarder::start(Some(agent_target)).await;
         let provider_path = Forwarder::start(Some(relay_addr)).await;
         let session = session_number();
         let pin = support::new_pin();
         let provider_relays = vec![RelayAddress::new("127.0.0.1").with_ports(vec![provider_path.port])];
-        let mut provider = Endpoint::leader(provider_relays, session, "a", &pin, "Ada (Helpdesk)");
+        let mut provider = Endpoint::leader_in(group, provider_relays, session, "a", &pin, "Ada (Helpdesk)");
         assert_eq!(provider.connected().await.1, MemberId::LEADER);
         let mut board = Board::boot(agent_path.port);
         provision(&mut board, session);
@@ -336,6 +346,25 @@ async fn diagnostics_only_after_the_owner_allows_them() {
     rig.board.expect("@consent granted=");
     rig.provider.handle.send(Destination::Member(member), ContentType::Diagnostics, query).await.unwrap();
     rig.board.expect("@refused Diagnostics");
+}
+
+/// The appliance's RAM budget (the target; memory.x gives QEMU more so overruns show).
+const RAM_BUDGET: usize = 64 * 1024;
+
+/// Members accept the 3072-bit group as well (the leader chooses), and its exponentiations are
+/// the deepest stack the firmware has: a 3072-bit join and a diagnostics report (the path the
+/// 2048-bit peak is measured on) must keep static RAM plus the painted stack peak in budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3072_bit_leader_keeps_ram_in_budget() {
+    let _serial = SERIAL.lock().await;
+    let mut rig = Rig::start_in(Group::Rfc5054_3072).await;
+    let member = rig.join().await;
+    rig.consent(member, Capability::Diagnostics, true).await;
+    let report = rig.diagnostics(member, 1).await;
+    let peak: usize = report_value(&report, "stack.peak").parse().unwrap();
+    let fixed: usize = report_value(&report, "ram.static").parse().unwrap();
+    eprintln!("diagnostics (3072-bit leader): stack.peak = {peak}, ram.static = {fixed}, sum = {}", peak + fixed);
+    assert!(peak + fixed <= RAM_BUDGET, "static {fixed} + stack peak {peak} > {RAM_BUDGET}");
 }
 
 // ---- console ---------------------------------------------------------------------------------

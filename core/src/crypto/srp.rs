@@ -371,12 +371,24 @@ fn decode_public<const L: usize>(c: &GroupConsts<L>, bytes: &[u8]) -> Option<Uin
 /// keeps stack frames small.
 type Multiplier<'a, const L: usize> = <FixedMontyForm<L> as MontyForm>::Multiplier<'a>;
 
-/// Window width of [`pow_secret`]. Must divide the limb width (checked
+/// Window table sizes of [`pow_secret`] (`2^width` entries of one group
+/// element each, on the stack). Every width must divide the limb width (checked
 /// below) so that a window never straddles two limbs.
-const WINDOW: u32 = 4;
-/// Table size of [`pow_secret`].
-const TABLE: usize = 1 << WINDOW;
-const _: () = assert!(Limb::BITS.is_multiple_of(WINDOW));
+///
+/// Groups up to 2048 bits use 4-bit windows (a 16-entry table: 4 KiB at
+/// 2048 bits). Larger groups use 2-bit windows (4 entries: 1.5 KiB at 3072
+/// bits instead of 6 KiB): a 64 KiB-RAM appliance joining a 3072-bit leader
+/// went over its RAM budget with the 16-entry table (docs/BENCHMARKS.md,
+/// "Footprint"), at the price of one multiplication per 2 exponent bits
+/// instead of per 4 (the client's 321-bit exponent: 161 instead of 81, next
+/// to 320 squarings either way).
+const TABLE_SMALL_GROUPS: usize = 16;
+const TABLE_LARGE_GROUPS: usize = 4;
+/// Largest modulus, in bits, that gets [`TABLE_SMALL_GROUPS`].
+const SMALL_GROUP_BITS: u32 = 2048;
+const _: () = assert!(Limb::BITS.is_multiple_of(TABLE_SMALL_GROUPS.trailing_zeros()));
+const _: () = assert!(Limb::BITS.is_multiple_of(TABLE_LARGE_GROUPS.trailing_zeros()));
+const _: () = assert!(TABLE_SMALL_GROUPS.is_power_of_two() && TABLE_LARGE_GROUPS.is_power_of_two());
 
 /// `x * g mod N` for the small public generator `g`, by modular doublings
 /// and additions (branching only on the bits of the public constant `g`).
@@ -419,30 +431,47 @@ fn g_pow<const L: usize>(c: &GroupConsts<L>, e: &U256, bits: u32) -> FixedMontyF
     acc
 }
 
-/// The `WINDOW` exponent bits of `e` starting at bit `pos`, with bits at or
+/// The `width` exponent bits of `e` starting at bit `pos`, with bits at or
 /// above `bits` masked off. Timing depends only on the public `pos`/`bits`.
-fn window<const R: usize>(e: &Uint<R>, pos: u32, bits: u32) -> Word {
-    // WINDOW divides Limb::BITS (32 or 64), so a window never straddles limbs.
+fn window<const R: usize>(e: &Uint<R>, pos: u32, bits: u32, width: u32) -> Word {
+    // width divides Limb::BITS (32 or 64), so a window never straddles limbs.
     let word = e.as_limbs().get((pos / Limb::BITS) as usize).map_or(0, |limb| limb.0);
-    let mut idx = (word >> (pos % Limb::BITS)) & (TABLE as Word - 1);
+    let mut idx = (word >> (pos % Limb::BITS)) & ((1 << width) - 1);
     let valid = bits.saturating_sub(pos);
-    if valid < WINDOW {
+    if valid < width {
         idx &= (1 << valid) - 1;
     }
     idx
 }
 
 /// `x = x^e mod N` (Montgomery form), `e` bounded to `bits` bits: fixed
-/// 4-bit window, constant time in `e` (every window does the same squarings,
-/// one multiplication and a full constant-time table scan). Works in place so
-/// that callers hold a single big number.
-#[inline(never)]
+/// window, constant time in `e`. The window width depends on the group size
+/// only (see [`TABLE_SMALL_GROUPS`]); the result does not.
 fn pow_secret<const L: usize, const R: usize>(c: &GroupConsts<L>, x: &mut FixedMontyForm<L>, e: &Uint<R>, bits: u32) {
+    if Uint::<L>::BITS <= SMALL_GROUP_BITS {
+        pow_windowed::<L, R, TABLE_SMALL_GROUPS>(c, x, e, bits);
+    } else {
+        pow_windowed::<L, R, TABLE_LARGE_GROUPS>(c, x, e, bits);
+    }
+}
+
+/// [`pow_secret`] with a `T`-entry table (windows of `log2(T)` bits, `T` a
+/// power of two whose log divides the limb width): every window does the
+/// same squarings, one multiplication and a full constant-time table scan.
+/// Works in place so that callers hold a single big number.
+#[inline(never)]
+fn pow_windowed<const L: usize, const R: usize, const T: usize>(
+    c: &GroupConsts<L>,
+    x: &mut FixedMontyForm<L>,
+    e: &Uint<R>,
+    bits: u32,
+) {
+    let width = T.trailing_zeros();
     let mut m = Multiplier::<L>::from(&c.params);
     let bits = bits.min(Uint::<R>::BITS);
 
     // table[i] = x^i (Montgomery form).
-    let mut table = [*c.params.one(); TABLE];
+    let mut table = [*c.params.one(); T];
     let mut p = *x;
     for entry in table.iter_mut().skip(1) {
         *entry = *p.as_montgomery();
@@ -452,16 +481,16 @@ fn pow_secret<const L: usize, const R: usize>(c: &GroupConsts<L>, x: &mut FixedM
     // The table holds everything needed from x: reuse it as the accumulator.
     let acc = x;
     *acc.as_montgomery_mut() = *c.params.one();
-    let windows = bits.div_ceil(WINDOW);
+    let windows = bits.div_ceil(width);
     let mut w = windows;
     while w > 0 {
         w -= 1;
         if w + 1 != windows {
-            for _ in 0..WINDOW {
+            for _ in 0..width {
                 m.square_assign(acc);
             }
         }
-        let idx = window(e, w * WINDOW, bits);
+        let idx = window(e, w * width, bits, width);
         for (j, entry) in (0..).zip(table.iter()) {
             p.as_montgomery_mut().ct_assign(entry, CtEq::ct_eq(&j, &idx));
         }
@@ -511,16 +540,15 @@ fn compute_b_pub<const L: usize>(c: &GroupConsts<L>, k: &Hash, v: &[u8], b: &[u8
     write_be(&pub_b.retrieve(), out);
 }
 
-/// `(B - k*g^x) mod N`, the client's exponentiation base.
+/// `x = (y - x) mod N` for `y` in normal (not Montgomery) form. Kept out of
+/// line, as [`mul_by`]: `y`'s Montgomery form is a temporary as large as
+/// `x` with its parameters.
 #[inline(never)]
-fn client_base<const L: usize>(c: &GroupConsts<L>, k: &Hash, x: &U256, pub_b: &Uint<L>) -> FixedMontyForm<L> {
-    let mut kgx = g_pow(c, x, HASH_BITS);
-    mul_by(c, &mut kgx, &read_be::<L>(k));
-    let mut base = FixedMontyForm::new(pub_b, &c.params);
-    let diff = base.as_montgomery().sub_mod(kgx.as_montgomery(), c.params.modulus().as_nz_ref());
-    *base.as_montgomery_mut() = diff;
-    kgx.zeroize();
-    base
+fn sub_from<const L: usize>(c: &GroupConsts<L>, x: &mut FixedMontyForm<L>, y: &Uint<L>) {
+    let y = FixedMontyForm::new(y, &c.params);
+    let mut diff = y.as_montgomery().sub_mod(x.as_montgomery(), c.params.modulus().as_nz_ref());
+    *x.as_montgomery_mut() = diff;
+    diff.zeroize();
 }
 
 /// Client premaster secret `S = (B - k*g^x)^(a + u*x) mod N`, as `PAD(S)`.
@@ -535,7 +563,13 @@ fn client_premaster<const L: usize>(
     out: &mut [u8],
 ) {
     let mut x = read_be::<{ U256::LIMBS }>(x);
-    let mut base = client_base(c, k, &x, pub_b);
+    // The base (B - k*g^x) mod N is built in place, step by step, each step
+    // out of line: at 3072 bits a helper holding its own copy of the base and
+    // calling g_pow was the firmware's deepest stack (docs/BENCHMARKS.md,
+    // "Footprint").
+    let mut base = g_pow(c, &x, HASH_BITS);
+    mul_by(c, &mut base, &read_be::<L>(k));
+    sub_from(c, &mut base, pub_b);
     // Exact a + u*x as a 512-bit integer: u*x < 2^320 and a < 2^256, so
     // neither the product nor the sum can wrap.
     let mut e = read_be::<{ U512::LIMBS }>(u).wrapping_mul(&x);
@@ -1039,9 +1073,20 @@ mod tests {
         ];
         for bits in [0, 1, 3, 4, 5, 31, 32, 33, 63, 64, 65, 160, 255, 256, 321, 511, 512, 600] {
             for e in &wide {
+                let expected = base.pow_bounded_exp(e, bits).retrieve();
                 let mut x = base;
                 pow_secret(c, &mut x, e, bits);
-                assert_eq!(x.retrieve(), base.pow_bounded_exp(e, bits).retrieve(), "bits {bits}");
+                assert_eq!(x.retrieve(), expected, "bits {bits}");
+                // Every window width gives the same result, whatever the group size.
+                let mut x = base;
+                pow_windowed::<L, { U512::LIMBS }, TABLE_SMALL_GROUPS>(c, &mut x, e, bits);
+                assert_eq!(x.retrieve(), expected, "16-entry table, bits {bits}");
+                let mut x = base;
+                pow_windowed::<L, { U512::LIMBS }, TABLE_LARGE_GROUPS>(c, &mut x, e, bits);
+                assert_eq!(x.retrieve(), expected, "4-entry table, bits {bits}");
+                let mut x = base;
+                pow_windowed::<L, { U512::LIMBS }, 2>(c, &mut x, e, bits);
+                assert_eq!(x.retrieve(), expected, "2-entry table, bits {bits}");
                 let e: U256 = e.resize();
                 let expected = g.pow_bounded_exp(&e, bits).retrieve();
                 assert_eq!(g_pow(c, &e, bits.min(256)).retrieve(), expected, "g, bits {bits}");

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use lifeline_core::crypto::srp::Group;
 use lifeline_core::session::{Config, Event, Pin};
 use lifeline_core::wire::handshake::Role;
 use lifeline_core::wire::{FrameKind, HEADER_LEN, MemberId, RoutingHeader, StreamDecoder};
@@ -215,8 +216,22 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn leader(relays: Vec<RelayAddress>, session: u64, home: &str, pin: &Pin, name: &str) -> Endpoint {
+        Self::leader_in(Group::Rfc5054_2048, relays, session, home, pin, name)
+    }
+
+    /// As `leader`, with the SRP `group` the leader sets for its session.
+    pub fn leader_in(
+        group: Group,
+        relays: Vec<RelayAddress>,
+        session: u64,
+        home: &str,
+        pin: &Pin,
+        name: &str,
+    ) -> Endpoint {
+        let mut config = Config::new(session, MemberId::LEADER, Role::Provider, name);
+        config.group = group;
         let spec = SessionSpec {
-            config: Config::new(session, MemberId::LEADER, Role::Provider, name),
+            config,
             join: Join::Leader(pin.clone()),
             ticket: pki().ticket(session, TicketRole::Leader, home),
         };

@@ -1,9 +1,10 @@
-//! On-target benchmarks (feature `bench`, console line `bench`): a 2048-bit SRP-6a join between
-//! two engines in memory (leader and member, both sides' work, no network) and sealing/opening
+//! On-target benchmarks (feature `bench`, console line `bench`): a 2048-bit and a 3072-bit SRP-6a
+//! join between two engines in memory (leader and member, both sides' work, no network) and sealing/opening
 //! 1 KiB frames. Run under QEMU with `-icount shift=0`, where virtual time advances exactly 1 ns
 //! per instruction, so the elapsed virtual time *is* an instruction count
 //! (`scripts/bench-firmware.sh`).
 
+use lifeline_core::crypto::srp::Group;
 use lifeline_core::session::{Config, Pin, Session};
 use lifeline_core::time::Instant;
 use lifeline_core::wire::control::ContentType;
@@ -73,6 +74,7 @@ pub fn run(rng: &mut Drbg) {
     }
     say!("@bench srp2048_verifier_ns={verifier}");
     say!("@bench srp2048_join_both_sides_ns={join}");
+    join_3072(rng, scratch);
 
     // Whole loops are timed (the clock resolves 1 ms = 10^6 instructions): seal alone, then
     // seal + open; open = the difference.
@@ -105,4 +107,30 @@ pub fn run(rng: &mut Drbg) {
         both.saturating_sub(seal) / FRAMES
     );
     say!("@bench stack_peak={}", board::stack_used());
+}
+
+/// A join whose leader chose the 3072-bit group (members accept it): verifier, then both sides.
+fn join_3072(rng: &mut Drbg, scratch: &mut Scratch) {
+    static LEADER: StaticCell<BenchSession> = StaticCell::new();
+    static MEMBER: StaticCell<BenchSession> = StaticCell::new();
+    let pin = Pin::generate(rng);
+    let started = virtual_ns();
+    let leader = LEADER.init_with(|| {
+        let mut config = Config::new(2, MemberId::LEADER, Role::Provider, "bench");
+        config.group = Group::Rfc5054_3072;
+        Session::new_leader(config, &pin, rng.fork(), now())
+    });
+    let verifier = virtual_ns() - started;
+    let started = virtual_ns();
+    let member = MEMBER.init_with(|| {
+        Session::new_member(Config::new(2, MemberId(1), Role::Customer, "bench"), pin.as_str(), rng.fork(), now())
+    });
+    pump(member, leader, scratch);
+    let join = virtual_ns() - started;
+    if !member.is_established() {
+        say!("@error bench: the 3072-bit join did not complete");
+        return;
+    }
+    say!("@bench srp3072_verifier_ns={verifier}");
+    say!("@bench srp3072_join_both_sides_ns={join}");
 }
