@@ -24,7 +24,7 @@ macro_rules! println {
     };
 }
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ use lifeline_core::wire::{Destination, MemberId};
 use lifeline_screen::backend::Injector as _;
 use lifeline_screen::codec::{EncoderConfig, Limits};
 use lifeline_screen::input::{InputEvent, MouseButton};
+use lifeline_screen::message::ScreenMessage;
 use lifeline_screen::rate::RateConfig;
 use lifeline_screen::session::{Sharer, Viewer, ViewerEvent};
 use lifeline_screen::x11::{Hotkey, Indicator, LocalInputWatcher, X11Capturer, X11Injector};
@@ -122,6 +123,8 @@ struct Provider {
     shared: Arc<ProviderShared>,
     input_task: Option<tokio::task::JoinHandle<()>>,
     clock: std::time::Instant,
+    /// The monitor index last published to the page with the layout (`None`: none yet).
+    published: Option<u8>,
 }
 
 /// What the provider's input task reads.
@@ -132,7 +135,14 @@ struct ProviderShared {
     customer: AtomicU8,
     /// Desktop offset of the shown monitor, `x << 16 | y` as `i16`s.
     offset: AtomicU32,
+    /// The customer lets the provider view the screen.
+    view: AtomicBool,
+    /// The monitor the page asked for ([`NO_MONITOR`]: none).
+    wanted: AtomicU16,
 }
+
+/// `ProviderShared::wanted` when the page has not chosen a monitor.
+const NO_MONITOR: u16 = u16::MAX;
 
 impl Screen {
     /// The customer's side: a worker thread on `$DISPLAY` (connected only when sharing starts).
@@ -169,6 +179,8 @@ impl Screen {
             control: AtomicBool::new(false),
             customer: AtomicU8::new(0),
             offset: AtomicU32::new(0),
+            view: AtomicBool::new(false),
+            wanted: AtomicU16::new(NO_MONITOR),
         });
         let input_task = input.map(|input| tokio::spawn(forward_input(input, shared.clone(), out.clone())));
         let sender = tokio::spawn(send_out(handle, outgoing, None));
@@ -181,6 +193,7 @@ impl Screen {
                 shared,
                 input_task,
                 clock: std::time::Instant::now(),
+                published: None,
             }),
             out,
             sender,
@@ -247,8 +260,12 @@ impl Screen {
         let view = granted.contains(Capability::ViewScreen);
         let control = granted.contains(Capability::RemoteControl) && pending.is_empty();
         provider.shared.control.store(control, Ordering::SeqCst);
+        provider.shared.view.store(view, Ordering::SeqCst);
         if !view && provider.status.view {
+            // A new grant starts again on the customer's first monitor.
             provider.viewer = Viewer::new(Limits::default());
+            provider.shared.wanted.store(NO_MONITOR, Ordering::SeqCst);
+            provider.published = None;
             if let Some(web) = &provider.web {
                 web.screen_clear();
             }
@@ -288,6 +305,14 @@ impl Screen {
                     return;
                 }
                 let now = Instant::from_micros(provider.clock.elapsed().as_micros() as u64);
+                // The page chose a monitor (the input task already sent the request): from now
+                // on the viewer drops what is still in flight from the previous one.
+                let wanted = provider.shared.wanted.load(Ordering::SeqCst);
+                if let Ok(wanted) = u8::try_from(wanted)
+                    && provider.viewer.wanted_monitor() != Some(wanted)
+                {
+                    let _ = provider.viewer.select_monitor(now, wanted);
+                }
                 let mut replies = Vec::new();
                 let event = provider.viewer.handle_payload(now, &payload, &mut replies);
                 for reply in replies {
@@ -298,6 +323,12 @@ impl Screen {
                         generation: None,
                     });
                 }
+                if matches!(event, Ok(ViewerEvent::Layout))
+                    || (matches!(event, Ok(ViewerEvent::Frame { .. }))
+                        && provider.published != Some(provider.viewer.monitor()))
+                {
+                    provider.publish_layout();
+                }
                 let Some(web) = &provider.web else { return };
                 match event {
                     Ok(ViewerEvent::Frame { damage, .. }) => {
@@ -306,13 +337,6 @@ impl Screen {
                             damage.map(|r| web::ScreenRect { x: r.x, y: r.y, width: r.width, height: r.height });
                         if damage.is_some() {
                             web.screen_frame(frame.width(), frame.height(), frame.as_bytes(), damage);
-                        }
-                    }
-                    Ok(ViewerEvent::Layout) => {
-                        let index = usize::from(provider.viewer.monitor());
-                        if let Some(monitor) = provider.viewer.monitors().get(index) {
-                            let packed = (u32::from(monitor.x as u16) << 16) | u32::from(monitor.y as u16);
-                            provider.shared.offset.store(packed, Ordering::SeqCst);
                         }
                     }
                     Ok(ViewerEvent::Cursor) => {
@@ -350,6 +374,27 @@ impl Screen {
             }
         }
         self.sender.abort();
+    }
+}
+
+impl Provider {
+    /// The shown monitor changed or the layout arrived: input maps to the shown monitor's
+    /// place on the customer's desktop, and the page lists the monitors.
+    fn publish_layout(&mut self) {
+        let index = self.viewer.monitor();
+        let Some(monitor) = self.viewer.monitors().get(usize::from(index)) else { return };
+        let packed = (u32::from(monitor.x as u16) << 16) | u32::from(monitor.y as u16);
+        self.shared.offset.store(packed, Ordering::SeqCst);
+        self.published = Some(index);
+        if let Some(web) = &self.web {
+            let monitors: Vec<_> = self
+                .viewer
+                .monitors()
+                .iter()
+                .map(|m| web::ScreenMonitor { width: m.width, height: m.height, primary: m.primary })
+                .collect();
+            web.screen_layout(&monitors, index);
+        }
     }
 }
 
@@ -393,9 +438,32 @@ async fn forward_input(
     shared: Arc<ProviderShared>,
     out: mpsc::UnboundedSender<Out>,
 ) {
-    while let Some(events) = input.recv().await {
+    while let Some(mut events) = input.recv().await {
         let customer = shared.customer.load(Ordering::SeqCst);
-        if !shared.control.load(Ordering::SeqCst) || customer == 0 {
+        if customer == 0 {
+            continue;
+        }
+        // A monitor choice needs only view: `Refresh { monitor }` asks the customer's app for
+        // all of that monitor, which switches its capture to it.
+        for event in &events {
+            if let web::ScreenInput::Monitor { index } = *event
+                && shared.view.load(Ordering::SeqCst)
+            {
+                shared.wanted.store(u16::from(index), Ordering::SeqCst);
+                let mut payload = vec![0u8; 8];
+                if let Some(len) = (ScreenMessage::Refresh { monitor: index }).emit(&mut payload) {
+                    payload.truncate(len);
+                    let _ = out.send(Out::Data {
+                        to: MemberId(customer),
+                        content: ContentType::Screen,
+                        payload,
+                        generation: None,
+                    });
+                }
+            }
+        }
+        events.retain(|event| !matches!(event, web::ScreenInput::Monitor { .. }));
+        if !shared.control.load(Ordering::SeqCst) || events.is_empty() {
             continue;
         }
         let offset = shared.offset.load(Ordering::SeqCst);
@@ -577,8 +645,30 @@ impl Worker<'_> {
             }
             ToWorker::Screen(payload) => {
                 let now = self.now();
-                if let Some((_, sharer)) = &mut self.sharer {
-                    sharer.handle_message(now, &payload);
+                // Only while view is granted (no sharer otherwise).
+                let Some((_, sharer)) = &mut self.sharer else { return };
+                let before = sharer.monitor();
+                if sharer.handle_message(now, &payload) {
+                    let index = sharer.monitor();
+                    if index != before
+                        && let Some(monitor) = sharer.monitors().get(index)
+                    {
+                        let notice = format!(
+                            "The provider now sees monitor {} of {} ({} × {}).",
+                            index + 1,
+                            sharer.monitors().len(),
+                            monitor.width,
+                            monitor.height
+                        );
+                        let _ = self.out.send(Out::Notice(notice));
+                    }
+                } else if let Some(ScreenMessage::Refresh { monitor }) = ScreenMessage::parse(&payload) {
+                    let notice = format!(
+                        "The provider asked for monitor {} but this screen has {}: ignored.",
+                        usize::from(monitor) + 1,
+                        sharer.monitors().len()
+                    );
+                    let _ = self.out.send(Out::Notice(notice));
                 }
             }
             ToWorker::Input(payload) => self.inject(&payload),

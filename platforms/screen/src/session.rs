@@ -36,6 +36,7 @@ pub struct Sharer<C: Capturer> {
     cursor: CursorEncoder,
     layout_sent: bool,
     config: EncoderConfig,
+    rate_config: RateConfig,
 }
 
 impl<C: Capturer> Sharer<C> {
@@ -55,6 +56,7 @@ impl<C: Capturer> Sharer<C> {
             cursor: CursorEncoder::new(),
             layout_sent: false,
             config: encoder,
+            rate_config: rate,
         })
     }
 
@@ -75,7 +77,17 @@ impl<C: Capturer> Sharer<C> {
         true
     }
 
-    /// A `Screen` payload from the viewer. Returns `false` for anything a sharer does not take.
+    /// The monitor being streamed (index into [`Sharer::monitors`]).
+    pub const fn monitor(&self) -> usize {
+        self.monitor
+    }
+
+    /// A `Screen` payload from the viewer. Returns `false` for anything a sharer does not take,
+    /// including a `Refresh` for a monitor it does not have.
+    ///
+    /// `Refresh { monitor }` means "send me all of `monitor`": for the streamed monitor, a full
+    /// frame; for another one, the sharer switches to it (the viewer's choice of monitor) and
+    /// its first frame is full anyway.
     pub fn handle_message(&mut self, now: Instant, payload: &[u8]) -> bool {
         match ScreenMessage::parse(payload) {
             Some(ScreenMessage::Ack { monitor, frame, .. }) if usize::from(monitor) == self.monitor => {
@@ -88,7 +100,17 @@ impl<C: Capturer> Sharer<C> {
                 self.layout_sent = false;
                 true
             }
-            Some(ScreenMessage::Ack { .. } | ScreenMessage::Refresh { .. }) => true,
+            Some(ScreenMessage::Refresh { monitor }) => {
+                let switched = self.select_monitor(usize::from(monitor));
+                if switched {
+                    // Frames of the old monitor in flight will never be acknowledged (the viewer
+                    // drops them, and the new encoder numbers frames afresh): start the
+                    // controller over rather than wait for its ack timeout.
+                    self.rate = RateController::new(self.rate_config, now);
+                }
+                switched
+            }
+            Some(ScreenMessage::Ack { .. }) => true,
             _ => false,
         }
     }
@@ -168,6 +190,8 @@ pub struct Viewer {
     limits: Limits,
     decoder: Decoder,
     monitor: u8,
+    /// The monitor the viewer asked for: updates of any other one are dropped until it comes.
+    wanted: Option<u8>,
     monitors: Vec<MonitorInfo>,
     cursor: ViewerCursor,
     received: u32,
@@ -181,6 +205,7 @@ impl Viewer {
             limits,
             decoder: Decoder::new(limits),
             monitor: 0,
+            wanted: None,
             monitors: Vec::new(),
             cursor: ViewerCursor::default(),
             received: 0,
@@ -203,6 +228,24 @@ impl Viewer {
         self.monitor
     }
 
+    /// The monitor asked for with [`Viewer::select_monitor`], if any.
+    pub const fn wanted_monitor(&self) -> Option<u8> {
+        self.wanted
+    }
+
+    /// Shows monitor `index` from now on: returns the `Refresh { monitor: index }` to send (the
+    /// sharer switches to that monitor). Updates of other monitors still in flight are dropped,
+    /// and the request is repeated every [`REFRESH_RETRY`] while they keep coming. An index the
+    /// sharer does not have is ignored there (and here: the current monitor stays shown).
+    pub fn select_monitor(&mut self, now: Instant, index: u8) -> Option<Vec<u8>> {
+        if !self.monitors.is_empty() && usize::from(index) >= self.monitors.len() {
+            return None;
+        }
+        self.wanted = Some(index);
+        self.last_refresh = Some(now);
+        emit(&ScreenMessage::Refresh { monitor: index })
+    }
+
     /// The pointer.
     pub fn cursor(&self) -> &ViewerCursor {
         &self.cursor
@@ -223,6 +266,16 @@ impl Viewer {
         };
         let event = match message {
             ScreenMessage::Update(update) => {
+                if let Some(wanted) = self.wanted
+                    && update.monitor != wanted
+                {
+                    // Sent before the sharer switched: not what the viewer shows any more.
+                    if self.refresh_due(now) {
+                        replies.extend(emit(&ScreenMessage::Refresh { monitor: wanted }));
+                        self.last_refresh = Some(now);
+                    }
+                    return Ok(ViewerEvent::Ignored);
+                }
                 if update.monitor != self.monitor {
                     // The sharer switched monitors: start over on the new one.
                     self.monitor = update.monitor;
@@ -267,13 +320,17 @@ impl Viewer {
             self.last_refresh = None;
             return;
         }
-        let due = self
-            .last_refresh
-            .is_none_or(|last| now.saturating_duration_since(last).as_micros() >= REFRESH_RETRY.as_micros());
-        if due {
+        if self.refresh_due(now) {
             replies.extend(emit(&ScreenMessage::Refresh { monitor: self.monitor }));
             self.last_refresh = Some(now);
         }
+    }
+}
+
+impl Viewer {
+    fn refresh_due(&self, now: Instant) -> bool {
+        self.last_refresh
+            .is_none_or(|last| now.saturating_duration_since(last).as_micros() >= REFRESH_RETRY.as_micros())
     }
 }
 

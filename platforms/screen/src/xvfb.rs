@@ -71,6 +71,43 @@ impl Xvfb {
     pub fn display(&self) -> &str {
         &self.display
     }
+
+    /// Splits the screen into RandR 1.5 monitors `(name, rect, primary)`, as real outputs
+    /// would be (Xvfb has one output: it goes to the first monitor, which replaces the automatic
+    /// whole-screen one).
+    pub fn set_monitors(&self, monitors: &[(&str, Rect, bool)]) -> Result<(), String> {
+        use x11rb::protocol::randr::{self, ConnectionExt as _};
+        let fail = |e: &dyn std::fmt::Display| format!("RandR monitors on {}: {e}", self.display);
+        let (conn, screen) = RustConnection::connect(Some(&self.display)).map_err(|e| fail(&e))?;
+        let root = conn.setup().roots[screen].root;
+        let version = conn.randr_query_version(1, 5).map_err(|e| fail(&e))?.reply().map_err(|e| fail(&e))?;
+        if (version.major_version, version.minor_version) < (1, 5) {
+            return Err(fail(&"the server lacks RandR 1.5"));
+        }
+        let listed = conn.randr_get_monitors(root, true).map_err(|e| fail(&e))?.reply().map_err(|e| fail(&e))?;
+        let mut outputs = listed.monitors.first().map(|m| m.outputs.clone()).unwrap_or_default();
+        for &(name, rect, primary) in monitors {
+            let atom =
+                conn.intern_atom(false, name.as_bytes()).map_err(|e| fail(&e))?.reply().map_err(|e| fail(&e))?.atom;
+            let (Ok(x), Ok(y)) = (i16::try_from(rect.x), i16::try_from(rect.y)) else {
+                return Err(fail(&"monitor position out of range"));
+            };
+            let info = randr::MonitorInfo {
+                name: atom,
+                primary,
+                automatic: false,
+                x,
+                y,
+                width: rect.width,
+                height: rect.height,
+                width_in_millimeters: u32::from(rect.width) / 4,
+                height_in_millimeters: u32::from(rect.height) / 4,
+                outputs: std::mem::take(&mut outputs),
+            };
+            conn.randr_set_monitor(root, info).map_err(|e| fail(&e))?.check().map_err(|e| fail(&e))?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Xvfb {

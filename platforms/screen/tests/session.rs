@@ -131,3 +131,76 @@ fn garbage_from_the_network_is_refused() {
     assert!(!sharer.handle_message(Instant::ZERO, &[0x04, 1, 0, 0, 0, 0x61, 0, 0]));
     let _ = ViewerEvent::Ignored;
 }
+
+/// Two monitors side by side, each a plain colour with a small square that changes every capture.
+struct TwoMonitors(u8);
+
+impl Capturer for TwoMonitors {
+    fn monitors(&mut self) -> Result<Vec<Monitor>, BackendError> {
+        Ok(vec![
+            Monitor { x: 0, y: 0, width: 160, height: 100, primary: true, name: "LEFT".into() },
+            Monitor { x: 160, y: 0, width: 120, height: 80, primary: false, name: "RIGHT".into() },
+        ])
+    }
+
+    fn capture(&mut self, monitor: &Monitor, frame: &mut Frame) -> Result<(), BackendError> {
+        let mut captured = Frame::new(monitor.width, monitor.height);
+        let colour = if monitor.x == 0 { [200, 0, 0] } else { [0, 0, 200] };
+        captured.fill(Rect::new(0, 0, monitor.width, monitor.height), colour);
+        self.0 = self.0.wrapping_add(1);
+        captured.fill(Rect::new(100, 60, 10, 10), [self.0, self.0, self.0]);
+        *frame = captured;
+        Ok(())
+    }
+
+    fn cursor(&mut self) -> Result<CursorImage, BackendError> {
+        Ok(CursorImage { x: 0, y: 0, serial: 1, hot_x: 0, hot_y: 0, width: 1, height: 1, rgba: vec![255; 4] })
+    }
+}
+
+#[test]
+fn the_viewer_picks_the_monitor_and_the_sharer_switches() {
+    let mut sharer =
+        Sharer::new(TwoMonitors(0), EncoderConfig::default(), RateConfig::default(), Instant::ZERO).unwrap();
+    let mut viewer = Viewer::new(Limits::default());
+    let mut replies = Vec::new();
+    let mut deliver = |sharer: &mut Sharer<TwoMonitors>, viewer: &mut Viewer, now: Instant| {
+        let mut out = Vec::new();
+        sharer.poll_transmit(now, &mut out).unwrap();
+        for payload in out {
+            viewer.handle_payload(now, &payload, &mut replies).unwrap();
+        }
+        for reply in replies.drain(..) {
+            assert!(sharer.handle_message(now, &reply));
+        }
+    };
+    deliver(&mut sharer, &mut viewer, Instant::ZERO);
+    assert_eq!(viewer.monitors().len(), 2);
+    assert_eq!((viewer.monitor(), viewer.frame().width(), viewer.frame().rgb(5, 5)), (0, 160, Some([200, 0, 0])));
+
+    // The viewer asks for the second monitor; an update of the first still in flight is dropped.
+    let mut stale = Vec::new();
+    sharer.poll_transmit(Instant::from_millis(40), &mut stale).unwrap();
+    let refresh = viewer.select_monitor(Instant::from_millis(40), 1).unwrap();
+    assert_eq!(refresh, [0x11, 0x01]);
+    let mut ignored = Vec::new();
+    for payload in &stale {
+        let event = viewer.handle_payload(Instant::from_millis(41), payload, &mut ignored).unwrap();
+        if payload[0] == 0x01 {
+            assert_eq!(event, ViewerEvent::Ignored);
+        }
+    }
+    assert_eq!(viewer.frame().width(), 160, "still the first monitor's frame");
+    assert!(sharer.estimate().in_flight > 0, "the stale update was never acknowledged");
+    assert!(sharer.handle_message(Instant::from_millis(42), &refresh));
+    assert_eq!(sharer.monitor(), 1);
+    // The old monitor's frames in flight are forgotten: no wait for the ack timeout.
+    assert_eq!(sharer.estimate().in_flight, 0);
+    deliver(&mut sharer, &mut viewer, Instant::from_millis(80));
+    assert_eq!((viewer.monitor(), viewer.frame().width(), viewer.frame().rgb(5, 5)), (1, 120, Some([0, 0, 200])));
+
+    // A monitor the sharer does not have: refused by both ends, nothing changes.
+    assert_eq!(viewer.select_monitor(Instant::from_millis(90), 2), None);
+    assert!(!sharer.handle_message(Instant::from_millis(90), &[0x11, 0x07]));
+    assert_eq!(sharer.monitor(), 1);
+}

@@ -66,7 +66,7 @@ pub use api::{
     DiagnosticsSection, Direction, Member, Role, SessionInfo, Transfer, TransferId, TransferState,
 };
 
-pub use screen::{ScreenInput, ScreenRect, ScreenStatus};
+pub use screen::{ScreenInput, ScreenMonitor, ScreenRect, ScreenStatus};
 use server::{Limits, Shared};
 use state::{EventHub, ReplayLimits};
 
@@ -272,6 +272,11 @@ impl Publisher {
     /// The customer's pointer, in frame coordinates.
     pub fn screen_cursor(&self, x: i16, y: i16, visible: bool) {
         self.0.screen.cursor(x, y, visible);
+    }
+
+    /// The customer's monitors (from its `Layout`) and the index of the one shown.
+    pub fn screen_layout(&self, monitors: &[ScreenMonitor], shown: u8) {
+        self.0.screen.layout(monitors, shown);
     }
 }
 

@@ -12,6 +12,9 @@
 //! - `3` status: one byte of flags: bit 0 the customer lets you view, bit 1 you have control
 //!   (remote control allowed and no prompt open), bit 2 a request is waiting for the customer.
 //! - `4` cursor: `i16` x, `i16` y (frame coordinates), `u8` visible.
+//! - `5` monitors: `u8` count (0: none known), `u8` index of the one shown, then per monitor
+//!   `u16` width, `u16` height, `u8` flags (bit 0 primary). The page offers the choice and asks
+//!   for another one with the input event `{"type":"monitor","index":N}`.
 //!
 //! A page that falls behind gets the union of what changed since it last read (or the whole
 //! frame): pixels are never queued per page, so a slow page costs frames, not memory.
@@ -70,6 +73,20 @@ impl ScreenRect {
     }
 }
 
+/// One of the customer's monitors, as the page lists it (index = position in the list).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScreenMonitor {
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// The customer's primary monitor.
+    pub primary: bool,
+}
+
+/// Most monitors sent to the page (the screen layer's `Layout` lists at most 16).
+const MAX_MONITORS: usize = 16;
+
 /// Who may do what with the customer's screen, as the page shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScreenStatus {
@@ -127,6 +144,11 @@ pub enum ScreenInput {
     },
     /// Release every key and button (the page lost focus).
     ReleaseAll,
+    /// Show the customer's monitor `index` (see the `5` monitors message); needs only view.
+    Monitor {
+        /// Index in the customer's list.
+        index: u8,
+    },
 }
 
 /// At most this many events in one `POST /api/input`.
@@ -153,6 +175,9 @@ struct State {
     status: ScreenStatus,
     cursor: (i16, i16, bool),
     cursor_version: u64,
+    monitors: Vec<ScreenMonitor>,
+    shown: u8,
+    layout_version: u64,
 }
 
 /// The current screen, shared by the native side (writer) and every page's stream (readers).
@@ -177,6 +202,9 @@ impl ScreenHub {
                 status: ScreenStatus::default(),
                 cursor: (0, 0, false),
                 cursor_version: 0,
+                monitors: Vec::new(),
+                shown: 0,
+                layout_version: 0,
             }),
             changed: watch::channel(0).0,
             input,
@@ -239,6 +267,25 @@ impl ScreenHub {
         state.rgba = Vec::new();
         state.epoch += 1;
         state.damage.clear();
+        if !state.monitors.is_empty() {
+            state.monitors.clear();
+            state.shown = 0;
+            state.layout_version += 1;
+        }
+        drop(state);
+        self.bump();
+    }
+
+    /// The customer's monitors and the one shown.
+    pub(crate) fn layout(&self, monitors: &[ScreenMonitor], shown: u8) {
+        let monitors = &monitors[..monitors.len().min(MAX_MONITORS)];
+        let mut state = self.lock();
+        if state.monitors == monitors && state.shown == shown {
+            return;
+        }
+        state.monitors = monitors.to_vec();
+        state.shown = shown;
+        state.layout_version += 1;
         drop(state);
         self.bump();
     }
@@ -284,6 +331,7 @@ pub(crate) struct Reader {
     version: u64,
     status: Option<u8>,
     cursor_version: u64,
+    layout_version: u64,
 }
 
 impl Reader {
@@ -332,6 +380,20 @@ impl Reader {
             cursor.extend_from_slice(&y.to_le_bytes());
             cursor.push(u8::from(visible));
             out.push(Bytes::from(cursor));
+        }
+        if self.layout_version != state.layout_version {
+            self.layout_version = state.layout_version;
+            let count = state.monitors.len();
+            let mut layout = Vec::with_capacity(7 + count * 5);
+            header(&mut layout, 3 + 5 * count as u32, 5);
+            layout.push(count as u8);
+            layout.push(state.shown);
+            for monitor in &state.monitors {
+                layout.extend_from_slice(&monitor.width.to_le_bytes());
+                layout.extend_from_slice(&monitor.height.to_le_bytes());
+                layout.push(u8::from(monitor.primary));
+            }
+            out.push(Bytes::from(layout));
         }
         out
     }
@@ -470,6 +532,29 @@ mod tests {
     }
 
     #[test]
+    fn a_page_gets_the_monitors_and_which_one_is_shown() {
+        let hub = ScreenHub::new();
+        let mut reader = Reader::default();
+        reader.catch_up(&hub);
+        let monitors = [
+            ScreenMonitor { width: 1920, height: 1080, primary: true },
+            ScreenMonitor { width: 1280, height: 1024, primary: false },
+        ];
+        hub.layout(&monitors, 1);
+        let messages = reader.catch_up(&hub);
+        assert_eq!(kinds(&messages), [5]);
+        assert_eq!(&messages[0][..], &[13, 0, 0, 0, 5, 2, 1, 0x80, 7, 0x38, 4, 1, 0, 5, 0, 4, 0]);
+        // The same again: nothing new.
+        hub.layout(&monitors, 1);
+        assert!(reader.catch_up(&hub).is_empty());
+        // Sharing stops: the list empties too.
+        hub.clear();
+        let messages = reader.catch_up(&hub);
+        assert_eq!(kinds(&messages), [1, 5]);
+        assert_eq!(&messages[1][4..], &[5, 0, 0]);
+    }
+
+    #[test]
     fn a_page_far_behind_gets_the_whole_frame() {
         let hub = ScreenHub::new();
         let bgrx = vec![7u8; 8 * 8 * 4];
@@ -487,15 +572,18 @@ mod tests {
     fn input_parses_strictly() {
         let body: InputBody = serde_json::from_str(
             r#"{"events":[{"type":"move","x":3,"y":4},{"type":"button","button":1,"pressed":true,"x":3,"y":4},
-                {"type":"wheel","dx":0,"dy":-2},{"type":"key","keysym":97,"pressed":false},{"type":"release_all"}]}"#,
+                {"type":"wheel","dx":0,"dy":-2},{"type":"key","keysym":97,"pressed":false},{"type":"release_all"},
+                {"type":"monitor","index":1}]}"#,
         )
         .unwrap();
-        assert_eq!(body.events.len(), 5);
+        assert_eq!(body.events.len(), 6);
+        assert_eq!(body.events[5], ScreenInput::Monitor { index: 1 });
         assert_eq!(body.events[0], ScreenInput::Move { x: 3, y: 4 });
         for bad in [
             r#"{"events":[{"type":"move","x":-1,"y":4}]}"#,
             r#"{"events":[{"type":"move","x":1,"y":4,"z":1}]}"#,
             r#"{"events":[{"type":"exec"}]}"#,
+            r#"{"events":[{"type":"monitor","index":256}]}"#,
             r#"{"events":[],"more":1}"#,
         ] {
             assert!(serde_json::from_str::<InputBody>(bad).is_err(), "{bad}");
