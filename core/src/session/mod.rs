@@ -37,6 +37,10 @@ pub const EVENT_QUEUE_LEN: usize = 32;
 /// Capability requests a provider may have queued for sending.
 pub const REQUEST_QUEUE_LEN: usize = 8;
 const REJECT_QUEUE_LEN: usize = 4;
+/// A joining member repeats its hello this often until the leader's challenge arrives (or the
+/// handshake times out): a hello that reached the relay before the leader did was dropped there.
+/// The leader answers a repeated hello with the same challenge.
+pub const HELLO_RETRY: Duration = Duration::from_secs(2);
 /// A sealed `Close{Removed}`: header, epoch, sequence, type, flags, reason, tag.
 const REMOVAL_NOTICE_LEN: usize = PLAINTEXT_OFFSET + 3 + TAG_LEN;
 const REMOVAL_NOTICE_QUEUE_LEN: usize = 4;
@@ -147,8 +151,10 @@ pub struct Session<R: CryptoRng, const MAX_MEMBERS: usize = 8> {
 // No heap: every state lives inline, so variants differ in size by design.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
-    /// Member: hello sent, waiting for the leader's SRP challenge.
-    AwaitingChallenge { pin: Pin, since: Instant },
+    /// Member: hello sent, waiting for the leader's SRP challenge. The hello is repeated every
+    /// [`HELLO_RETRY`] (`hello_at`: when it was last due) until the handshake timeout: the relay
+    /// drops a hello to a leader that is not connected yet, and nothing else would resend it.
+    AwaitingChallenge { pin: Pin, since: Instant, hello_at: Instant },
     /// Member: proof sent, waiting for the leader's proof M2.
     AwaitingServerProof {
         client: ClientSession,
@@ -284,7 +290,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         let pin = Pin::from_str_truncated(pin);
         Session {
             identity,
-            phase: Phase::AwaitingChallenge { pin, since: now },
+            phase: Phase::AwaitingChallenge { pin, since: now, hello_at: now },
             due: Due { hello: true, ..Due::default() },
             ..Self::empty(config, rng, now)
         }
@@ -332,7 +338,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         *identity = session_identity(config.session);
         *old_config = config;
         *old_rng = rng;
-        *phase = Phase::AwaitingChallenge { pin: Pin::from_str_truncated(pin), since: now };
+        *phase = Phase::AwaitingChallenge { pin: Pin::from_str_truncated(pin), since: now, hello_at: now };
         *leader = None;
         *keys = None;
         *previous_keys = None;
@@ -461,15 +467,23 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     /// Handles the passing of time: call when the instant from [`poll_timeout`](Self::poll_timeout) is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
         let timeouts = self.config.timers();
-        match &self.phase {
+        match &mut self.phase {
             Phase::AwaitingChallenge { since, .. }
             | Phase::AwaitingServerProof { since, .. }
-            | Phase::AwaitingKeys { since, .. } => {
-                if now >= *since + timeouts.handshake {
-                    self.finish(SessionEnd::HandshakeTimeout);
+            | Phase::AwaitingKeys { since, .. }
+                if now >= *since + timeouts.handshake =>
+            {
+                self.finish(SessionEnd::HandshakeTimeout);
+                return;
+            }
+            Phase::AwaitingChallenge { hello_at, .. } => {
+                if now >= *hello_at + HELLO_RETRY {
+                    *hello_at = now;
+                    self.due.hello = true;
                 }
                 return;
             }
+            Phase::AwaitingServerProof { .. } | Phase::AwaitingKeys { .. } => return,
             Phase::Closing { .. } | Phase::Closed { .. } => return,
             Phase::Established => {}
         }
@@ -697,9 +711,10 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeouts = self.config.timers();
         match &self.phase {
-            Phase::AwaitingChallenge { since, .. }
-            | Phase::AwaitingServerProof { since, .. }
-            | Phase::AwaitingKeys { since, .. } => {
+            Phase::AwaitingChallenge { since, hello_at, .. } => {
+                return Some((*since + timeouts.handshake).min(*hello_at + HELLO_RETRY));
+            }
+            Phase::AwaitingServerProof { since, .. } | Phase::AwaitingKeys { since, .. } => {
                 return Some(*since + timeouts.handshake);
             }
             Phase::Closing { .. } | Phase::Closed { .. } => return None,
@@ -869,7 +884,7 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         }
         let message = HandshakeRepr::parse(body, None).ok_or(FrameError::Malformed)?;
         match (message, &self.phase) {
-            (HandshakeRepr::Challenge { group, salt, server_public }, Phase::AwaitingChallenge { pin, since }) => {
+            (HandshakeRepr::Challenge { group, salt, server_public }, Phase::AwaitingChallenge { pin, since, .. }) => {
                 let since = *since;
                 let mut a = [0u8; PRIVATE_LEN];
                 self.rng.fill_bytes(&mut a);

@@ -108,7 +108,7 @@ fn a_member_starts_with_exactly_one_hello_to_the_leader() {
     let header = RoutingHeader::parse(&frames[0]).unwrap();
     assert_eq!((header.kind, header.destination), (FrameKind::Handshake, Destination::Member(MemberId::LEADER)));
     assert_eq!(HandshakeRepr::parse(&frames[0][HEADER_LEN..], None), Some(HandshakeRepr::hello(Role::Customer)));
-    assert_eq!(member.poll_timeout(), Some(now() + Timeouts::default().handshake));
+    assert_eq!(member.poll_timeout(), Some(now() + HELLO_RETRY), "the hello is repeated until the challenge comes");
 }
 
 #[test]
@@ -175,14 +175,48 @@ fn a_key_update_for_another_member_is_refused() {
 }
 
 #[test]
-fn the_join_times_out() {
+fn the_join_times_out_after_repeating_its_hello() {
     let mut member = member("12345678");
-    drain(&mut member);
-    let deadline = member.poll_timeout().unwrap();
+    assert_eq!(drain(&mut member).len(), 1);
+    let deadline = now() + member.config.timers().handshake;
+    let mut hellos = Vec::new();
+    loop {
+        let at = member.poll_timeout().unwrap();
+        if at >= deadline {
+            break;
+        }
+        // Early, nothing is due; on time, exactly one hello.
+        member.handle_timeout(at - Duration::from_micros(1));
+        assert!(drain(&mut member).is_empty());
+        member.handle_timeout(at);
+        assert_eq!(drain(&mut member).len(), 1, "one hello at {at:?}");
+        hellos.push(at);
+    }
+    // Every HELLO_RETRY until the deadline: 2, 4, ... 18 s after the first.
+    let expected: Vec<Instant> = (1..=9).map(|k| now() + Duration::from_secs(2 * k)).collect();
+    assert_eq!(hellos, expected);
     member.handle_timeout(deadline - Duration::from_micros(1));
     assert!(member.end().is_none());
     member.handle_timeout(deadline);
     assert_eq!(member.end(), Some(SessionEnd::HandshakeTimeout));
+}
+
+#[test]
+fn a_hello_dropped_before_the_leader_connected_is_repeated_and_the_join_completes() {
+    let (mut leader, pin) = leader();
+    let mut member = member(pin.as_str());
+    // The relay had no leader yet: the first hello is lost.
+    assert_eq!(drain(&mut member).len(), 1);
+    member.handle_timeout(now() + HELLO_RETRY);
+    for _ in 0..4 {
+        deliver(&mut member, &mut leader);
+        deliver(&mut leader, &mut member);
+    }
+    assert!(member.is_established());
+    // Established: no more hellos, and the handshake deadline no longer applies.
+    member.handle_timeout(now() + Duration::from_secs(4));
+    assert!(drain(&mut member).iter().all(|f| f[1] != FrameKind::Handshake.to_byte()));
+    assert!(member.end().is_none());
 }
 
 // ---- established ----------------------------------------------------------------------------
