@@ -167,7 +167,7 @@ impl From<RoleArg> for Role {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level.as_deref());
+    lifeline_relay::init_logging(cli.log_level.as_deref());
     match cli.command {
         Command::Run { config } => match Config::load(&config) {
             Ok(config) => runtime(run(config)),
@@ -550,18 +550,6 @@ fn write_secret(path: &Path, contents: &[u8]) -> Result<(), String> {
     }
     let mut file = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     file.write_all(contents).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn init_logging(level: Option<&str>) {
-    let level = level.map(str::to_owned).or_else(|| std::env::var("LIFELINE_LOG").ok()).unwrap_or_default();
-    let level = level.parse::<tracing::Level>().unwrap_or(tracing::Level::INFO);
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .init();
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {

@@ -42,6 +42,20 @@ pub use config::{
 pub use relay::{Relay, ShutdownHandle, StartError};
 pub use tls::{ALPN_ENDPOINT, ALPN_ENDPOINT_SMALL_RECORDS, ALPN_MESH, SMALL_RECORD_LIMIT};
 
+/// Sets up a server process's log (the relay, or the broker): `level` (error … trace), else
+/// `$LIFELINE_LOG`, else info; to stderr, coloured only on a terminal.
+pub fn init_logging(level: Option<&str>) {
+    let level = level.map(str::to_owned).or_else(|| std::env::var("LIFELINE_LOG").ok()).unwrap_or_default();
+    let level = level.parse::<tracing::Level>().unwrap_or(tracing::Level::INFO);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
+}
+
 /// Waits for SIGTERM or Ctrl-C (Ctrl-C only where there is no SIGTERM): what a server process
 /// (the relay, or the broker's dev deployment) waits on before a graceful shutdown.
 pub async fn shutdown_signal() {

@@ -94,7 +94,7 @@ enum RoleArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level.as_deref());
+    lifeline_relay::init_logging(cli.log_level.as_deref());
     match cli.command {
         Command::Run { config } => match Config::load(&config) {
             Ok(config) => run(config, None),
@@ -224,18 +224,6 @@ fn dev(dir: &Path) -> ExitCode {
         dir = dir.display(),
     );
     run(config, Some(banner))
-}
-
-fn init_logging(level: Option<&str>) {
-    let level = level.map(str::to_owned).or_else(|| std::env::var("LIFELINE_LOG").ok()).unwrap_or_default();
-    let level = level.parse::<tracing::Level>().unwrap_or(tracing::Level::INFO);
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .init();
 }
 
 fn hex(bytes: &[u8]) -> String {
