@@ -25,7 +25,7 @@ use lifeline_screen::x11::X11Injector;
 use lifeline_screen::xvfb::{Recorded, TestWindow, Xvfb};
 use serde_json::json;
 use support::webdriver::Driver;
-use support::{App, LIMIT, Relay, TempDir, dev_pki, digits_after, http_request};
+use support::{App, LIMIT, Relay, TempDir, dev_pki, http_request, join_on_display};
 
 const WIDTH: u16 = 640;
 const HEIGHT: u16 = 360;
@@ -54,27 +54,7 @@ fn start(label: &str) -> Setup {
     window.focus().unwrap();
     let dev = dev_pki(temp.path(), "dev");
     let relay = Relay::start(&dev);
-    let provider = App::start([
-        "support".as_ref(),
-        "--dev".as_ref(),
-        dev.as_os_str(),
-        "--relay".as_ref(),
-        relay.address().as_ref(),
-        "--name".as_ref(),
-        "Ada (Helpdesk)".as_ref(),
-    ]);
-    let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
-    let url = provider.expect("http://127.0.0.1:").trim().to_owned();
-    let dev = dev.to_str().unwrap().to_owned();
-    let mut customer = App::start_with_env(
-        ["join", "--dev", &dev, "--relay", &relay.address(), "--name", "Grace"],
-        &[("DISPLAY", xvfb.display())],
-    );
-    customer.type_line(&session);
-    customer.type_line(&pin);
-    customer.expect("Connected to Ada (Helpdesk)");
-    provider.expect("Grace (Customer) joined");
+    let (provider, customer, url) = join_on_display(&dev, &relay, xvfb.display());
     Setup { provider, customer, url, relay, window, xvfb, temp }
 }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lifeline_screen::frame::Rect;
 use lifeline_screen::xvfb::{TestWindow, Xvfb};
 use support::webdriver::Driver;
-use support::{App, Relay, TempDir, dev_pki, digits_after};
+use support::{Relay, TempDir, dev_pki, join_on_display};
 
 const WIDTH: u16 = 1920;
 const HEIGHT: u16 = 1080;
@@ -106,24 +106,7 @@ fn screen_sharing_capture_to_display() {
     window.sync().unwrap();
     let dev = dev_pki(temp.path(), "dev");
     let relay = Relay::start(&dev);
-    let provider = App::start([
-        "support".as_ref(),
-        "--dev".as_ref(),
-        dev.as_os_str(),
-        "--relay".as_ref(),
-        relay.address().as_ref(),
-    ]);
-    let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
-    let url = provider.expect("http://127.0.0.1:").trim().to_owned();
-    let dev = dev.to_str().unwrap().to_owned();
-    let mut customer =
-        App::start_with_env(["join", "--dev", &dev, "--relay", &relay.address()], &[("DISPLAY", xvfb.display())]);
-    customer.type_line(&session);
-    customer.type_line(&pin);
-    customer.expect("Connected to");
-    provider.expect("(Customer) joined");
-    let mut provider = provider;
+    let (mut provider, mut customer, url) = join_on_display(&dev, &relay, xvfb.display());
     provider.type_line("/request view");
     customer.expect("/allow view");
     customer.type_line("/allow view");

@@ -16,7 +16,7 @@ use lifeline_screen::frame::Rect;
 use lifeline_screen::xvfb::{Recorded, TestWindow, Xvfb};
 use serde_json::json;
 use support::webdriver::Driver;
-use support::{App, LIMIT, Relay, TempDir, dev_pki, digits_after, http_request};
+use support::{LIMIT, Relay, TempDir, dev_pki, http_request, join_on_display};
 
 /// The primary monitor, at the left.
 const LEFT: Rect = Rect { x: 0, y: 0, width: 480, height: 300 };
@@ -113,27 +113,7 @@ fn the_console_lists_the_customers_monitors_and_switches_to_the_second() {
 
     let dev = dev_pki(temp.path(), "dev");
     let relay = Relay::start(&dev);
-    let mut provider = App::start([
-        "support".as_ref(),
-        "--dev".as_ref(),
-        dev.as_os_str(),
-        "--relay".as_ref(),
-        relay.address().as_ref(),
-        "--name".as_ref(),
-        "Ada (Helpdesk)".as_ref(),
-    ]);
-    let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
-    let url = provider.expect("http://127.0.0.1:").trim().to_owned();
-    let dev_path = dev.to_str().unwrap().to_owned();
-    let mut customer = App::start_with_env(
-        ["join", "--dev", &dev_path, "--relay", &relay.address(), "--name", "Grace"],
-        &[("DISPLAY", xvfb.display())],
-    );
-    customer.type_line(&session);
-    customer.type_line(&pin);
-    customer.expect("Connected to Ada (Helpdesk)");
-    provider.expect("Grace (Customer) joined");
+    let (mut provider, mut customer, url) = join_on_display(&dev, &relay, xvfb.display());
 
     let driver = Driver::start(&temp.path().join("profile"));
     driver.navigate(&url);

@@ -508,3 +508,32 @@ pub fn random_file(path: &Path, len: usize) {
 pub fn group3(digits: &str) -> String {
     digits.as_bytes().chunks(3).map(|chunk| String::from_utf8_lossy(chunk).into_owned()).collect::<Vec<_>>().join(" ")
 }
+
+/// A provider ("Ada (Helpdesk)", `lifeline support --dev`) and a customer ("Grace",
+/// `lifeline join --dev` on X display `display`) joined in one session through `relay`: the
+/// screen-sharing tests' start. Returns the provider, the customer and the provider's web
+/// console URL (with its token).
+pub fn join_on_display(dev: &Path, relay: &Relay, display: &str) -> (App, App, String) {
+    let provider = App::start([
+        "support".as_ref(),
+        "--dev".as_ref(),
+        dev.as_os_str(),
+        "--relay".as_ref(),
+        relay.address().as_ref(),
+        "--name".as_ref(),
+        "Ada (Helpdesk)".as_ref(),
+    ]);
+    let session = digits_after(&provider.expect("Session number:"), "Session number:");
+    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let url = provider.expect("http://127.0.0.1:").trim().to_owned();
+    let dev = dev.to_str().unwrap();
+    let mut customer = App::start_with_env(
+        ["join", "--dev", dev, "--relay", &relay.address(), "--name", "Grace"],
+        &[("DISPLAY", display)],
+    );
+    customer.type_line(&session);
+    customer.type_line(&pin);
+    customer.expect("Connected to Ada (Helpdesk)");
+    provider.expect("Grace (Customer) joined");
+    (provider, customer, url)
+}
