@@ -1,13 +1,19 @@
 //! The provider's web console in headless Chromium (Debian's `chromium` and `chromium-driver`,
 //! through ChromeDriver), in front of a real session: relay, `lifeline support`, `lifeline join`
 //! on loopback. The page chats with the customer, sends a file the customer accepts (SHA-256
-//! compared), asks for diagnostics and shows them; a screenshot is saved as
-//! `<target>/desktop-web-console.png`.
+//! compared), asks for diagnostics and shows them. Screenshots are saved in `<target>/` as
+//! `desktop-web-console.png` (the end) and the user guide's three (`console-*.png`); with
+//! `LIFELINE_USER_GUIDE_SHOTS=DIR` the three are also written to DIR, which is how
+//! `docs/user-guide/` is made:
+//!
+//! ```sh
+//! LIFELINE_USER_GUIDE_SHOTS=docs/user-guide cargo test -p lifeline-desktop --test browser
+//! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use support::webdriver::Driver;
 use support::{App, LIMIT, Relay, TempDir, dev_pki, digits_after, random_file, sha256_file};
@@ -48,6 +54,7 @@ fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics
     customer.type_line(&pin);
     customer.expect("Connected to Ada (Helpdesk)");
 
+    let shots = Shots::from_env();
     let driver = Driver::start(&temp.path().join("profile"));
     driver.navigate(&url);
     driver.wait_text("session-number", &support::group3(&session));
@@ -65,12 +72,15 @@ fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics
     customer.type_line("Hi Ada!");
     driver.wait_text("chat-log", "Hi Ada!");
 
-    // Ask for files and diagnostics from the page; the customer allows both at its terminal.
+    // Ask for files and diagnostics from the page; both wait for the customer, who then allows
+    // both at its terminal.
     driver.click("#requests button[data-capability=\"file_transfer\"]");
     customer.expect("/allow files");
-    customer.type_line("/allow files");
     driver.click("#requests button[data-capability=\"diagnostics\"]");
     customer.expect("/allow diagnostics");
+    driver.wait_text("members", "Diagnostics: asked");
+    shots.take(&driver, "console-consent-pending.png");
+    customer.type_line("/allow files");
     customer.type_line("/allow diagnostics");
     provider.expect("Grace allowed: diagnostics");
     driver.wait_text("errors", "Grace allowed: diagnostics.");
@@ -95,12 +105,14 @@ fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics
     provider.expect("Received install.log");
     driver.wait_text("transfers", &sha256_file(&log));
     driver.wait_text("transfers", "from the customer, 2.9 KiB");
+    shots.take(&driver, "console-files-chat.png");
 
     // Diagnostics in the viewer.
     driver.type_into("#diag-sections", "system, memory");
     driver.click("#diag-query");
     customer.expect("Sending diagnostics to Ada (Helpdesk)");
     driver.wait_text("diag-view", "os.family");
+    shots.take(&driver, "console-diagnostics.png");
 
     // Taken back and refused show as such (not as if never asked).
     customer.type_line("/revoke diagnostics");
@@ -111,14 +123,39 @@ fn the_web_console_in_headless_chromium_chats_sends_a_file_and_shows_diagnostics
     customer.type_line("/deny control");
     driver.wait_text("members", "Remote control: refused");
 
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_owned();
-    let shot = target.join("desktop-web-console.png");
-    driver.screenshot(&shot);
-    println!("screenshot: {}", shot.display());
+    shots.take(&driver, "desktop-web-console.png");
 
     driver.click("#end-session");
     driver.click("#end-yes");
     customer.expect("Session ended by Ada (Helpdesk)");
     let mut provider = provider;
     assert_eq!(provider.wait(LIMIT).code(), Some(0));
+}
+
+/// Where the screenshots go: always the target folder; the user guide's also to
+/// `LIFELINE_USER_GUIDE_SHOTS` when it is set.
+struct Shots {
+    target: PathBuf,
+    guide: Option<PathBuf>,
+}
+
+impl Shots {
+    fn from_env() -> Shots {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_owned();
+        // A relative folder is the workspace's (cargo runs tests in the crate's folder).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let guide = std::env::var_os("LIFELINE_USER_GUIDE_SHOTS").map(|dir| root.join(dir));
+        Shots { target, guide }
+    }
+
+    fn take(&self, driver: &Driver, name: &str) {
+        let shot = self.target.join(name);
+        driver.screenshot(&shot);
+        println!("screenshot: {}", shot.display());
+        if let Some(guide) = self.guide.as_ref().filter(|_| name.starts_with("console-")) {
+            std::fs::create_dir_all(guide).unwrap();
+            std::fs::copy(&shot, guide.join(name)).unwrap();
+            println!("copied to {}", guide.join(name).display());
+        }
+    }
 }
