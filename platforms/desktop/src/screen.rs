@@ -515,8 +515,8 @@ struct Worker<'a> {
     /// The red bar on the customer's display while the provider has control.
     indicator: Option<Indicator>,
     control: bool,
-    /// Local input seen: injection paused until then.
-    paused_until: Option<std::time::Instant>,
+    /// Local input seen: injection paused for a moment.
+    local_input: LocalInputGate,
     failed_view: bool,
     failed_control: bool,
 }
@@ -539,7 +539,7 @@ fn worker(
         hotkey: None,
         indicator: None,
         control: false,
-        paused_until: None,
+        local_input: LocalInputGate::default(),
         failed_view: false,
         failed_control: false,
     };
@@ -728,17 +728,12 @@ impl Worker<'_> {
         }
         let Some(watcher) = &mut self.watcher else { return };
         let Ok(activity) = watcher.poll() else { return };
-        if activity.local > 0 && self.control {
-            let was_paused = self.paused_until.is_some_and(|until| until > std::time::Instant::now());
-            self.paused_until = Some(std::time::Instant::now() + LOCAL_INPUT_PAUSE);
-            if !was_paused {
-                if let Some(injector) = &mut self.injector {
-                    let _ = injector.release_all();
-                }
-                let _ = self
-                    .out
-                    .send(Out::Notice("You are using your mouse or keyboard: the provider's input waits.".into()));
+        if self.local_input.on_activity(std::time::Instant::now(), activity.local, self.control) {
+            if let Some(injector) = &mut self.injector {
+                let _ = injector.release_all();
             }
+            let _ =
+                self.out.send(Out::Notice("You are using your mouse or keyboard: the provider's input waits.".into()));
         }
     }
 
@@ -747,7 +742,7 @@ impl Worker<'_> {
         if !self.control || !self.allowed.load(Ordering::SeqCst) {
             return;
         }
-        if self.paused_until.is_some_and(|until| until > std::time::Instant::now()) {
+        if !self.local_input.allows(std::time::Instant::now()) {
             return;
         }
         let (Some(injector), Some(event)) = (&mut self.injector, InputEvent::parse(payload)) else { return };
@@ -757,11 +752,59 @@ impl Worker<'_> {
     }
 }
 
+/// The customer's own input wins: any key, button or motion from a real device while the
+/// provider has control pauses injection for [`LOCAL_INPUT_PAUSE`] after the last of it.
+#[derive(Debug, Default)]
+struct LocalInputGate {
+    paused_until: Option<std::time::Instant>,
+}
+
+impl LocalInputGate {
+    /// `local` events from real devices seen at `now`. True when this starts a pause (not when
+    /// it extends one): the caller releases what the provider held and tells the customer once.
+    fn on_activity(&mut self, now: std::time::Instant, local: usize, control: bool) -> bool {
+        if local == 0 || !control {
+            return false;
+        }
+        let was_paused = !self.allows(now);
+        self.paused_until = Some(now + LOCAL_INPUT_PAUSE);
+        !was_paused
+    }
+
+    /// Whether the provider's input may be injected at `now`.
+    fn allows(&self, now: std::time::Instant) -> bool {
+        self.paused_until.is_none_or(|until| until <= now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+
+    #[test]
+    fn the_customers_own_input_pauses_the_providers_for_a_moment() {
+        let start = std::time::Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut gate = LocalInputGate::default();
+        assert!(gate.allows(start));
+        // Injected input (no local events) and local input without remote control change nothing.
+        assert!(!gate.on_activity(ms(10), 0, true));
+        assert!(!gate.on_activity(ms(20), 3, false));
+        assert!(gate.allows(ms(30)));
+        // The customer moves the mouse while the provider has control: paused at once, one notice.
+        assert!(gate.on_activity(ms(100), 1, true));
+        assert!(!gate.allows(ms(100)));
+        // More local input extends the pause without a second notice.
+        assert!(!gate.on_activity(ms(1_000), 2, true));
+        assert!(!gate.allows(ms(2_499)));
+        // 1.5 s after the customer's last event the provider's input goes through again.
+        assert!(gate.allows(ms(2_500)));
+        // And the next local input is a new pause with a new notice.
+        assert!(gate.on_activity(ms(3_000), 1, true));
+        assert!(!gate.allows(ms(3_000)));
+    }
 
     #[test]
     fn page_input_maps_to_input_events_on_the_shown_monitor() {
