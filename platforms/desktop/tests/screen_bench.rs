@@ -9,8 +9,10 @@
 //!
 //! Four workloads, each for `LIFELINE_BENCH_SECS` (default 20) seconds: static (nothing changes),
 //! typing, scrolling a document, and full-screen noise (every pixel random every frame, as far
-//! as the benchmark can draw it; at most 30 frames a second). The three moving ones draw 30 frames
-//! a second; every frame also paints a 16 × 16 probe square at the top left in a new colour and
+//! as the benchmark can draw it). The three moving ones draw `LIFELINE_BENCH_FPS` (default 60)
+//! frames a second with the same content per second at any rate (typing 60 characters a second,
+//! scrolling 90 lines of 15 px a second), so the sharer's own cap (60 fps) and not the drawing is
+//! what limits the frame rate; every frame also paints a 16 × 16 probe square at the top left in a new colour and
 //! notes the wall clock; the page notes when each new probe colour reaches its canvas
 //! (`window.lifelineScreenProbe`, `Date.now()`). Latency is the difference (same machine, same
 //! clock, millisecond resolution; for noise the probe's tile is JPEG, so colours match within
@@ -28,6 +30,11 @@ use lifeline_screen::frame::Rect;
 use lifeline_screen::xvfb::{TestWindow, Xvfb};
 use support::webdriver::Driver;
 use support::{Relay, TempDir, dev_pki, join_on_display};
+
+/// Typing speed of the typing workload (characters a second), whatever the drawing rate.
+const TYPING_PER_SEC: u64 = 60;
+/// Scrolling speed of the scrolling workload (15-pixel lines a second).
+const SCROLL_LINES_PER_SEC: u64 = 90;
 
 const WIDTH: u16 = 1920;
 const HEIGHT: u16 = 1080;
@@ -99,6 +106,8 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn screen_sharing_capture_to_display() {
     let secs: u64 = std::env::var("LIFELINE_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let fps: u64 = std::env::var("LIFELINE_BENCH_FPS").ok().and_then(|v| v.parse().ok()).unwrap_or(60).clamp(1, 240);
+    println!("drawing {fps} frames a second, {secs} s per workload");
     let temp = TempDir::new("screen-bench");
     let xvfb = Xvfb::start(WIDTH, HEIGHT).expect("Xvfb");
     let window = TestWindow::open(xvfb.display(), Rect::new(0, 0, WIDTH, HEIGHT)).unwrap();
@@ -130,7 +139,11 @@ fn screen_sharing_capture_to_display() {
         let mut sent: Vec<(u64, [u8; 3])> = Vec::new();
         let mut frame = 0u64;
         while started.elapsed() < Duration::from_secs(secs) {
-            let due = started + Duration::from_millis(frame * 1000 / 30);
+            let due = started + Duration::from_micros(frame * 1_000_000 / fps);
+            // Content per second is the same at any drawing rate: characters and lines due by
+            // the end of this frame minus those due by the end of the last one.
+            let (chars, chars_before) = ((frame + 1) * TYPING_PER_SEC / fps, frame * TYPING_PER_SEC / fps);
+            let (lines, lines_before) = ((frame + 1) * SCROLL_LINES_PER_SEC / fps, frame * SCROLL_LINES_PER_SEC / fps);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
@@ -147,23 +160,29 @@ fn screen_sharing_capture_to_display() {
                     window.put_image(0, 0, WIDTH, HEIGHT, &noise).unwrap();
                 }
                 Workload::Typing => {
-                    // Two characters more on the current line (a line of 80, then the next).
-                    let column = (frame % 40) as i16 * 2;
-                    let line = (frame / 40 % 60) as i16;
-                    let text = [b'a' + (frame % 26) as u8, b'a' + ((frame + 7) % 26) as u8];
-                    window.text(220 + column * 6, 60 + line * 15, &text, [20, 20, 20], [255, 255, 255]).unwrap();
+                    // The characters due in this frame, on lines of 80, then the next line.
+                    for c in chars_before..chars {
+                        let column = (c % 80) as i16;
+                        let line = (c / 80 % 60) as i16;
+                        let text = [b'a' + (c % 26) as u8];
+                        window.text(220 + column * 6, 60 + line * 15, &text, [20, 20, 20], [255, 255, 255]).unwrap();
+                    }
                 }
                 Workload::Scrolling => {
-                    // Three lines (45 px) up, as an editor scrolls, and three new lines at the bottom.
-                    window.copy_area(Rect::new(200, 85, 1520, 955), 200, 40).unwrap();
-                    window.fill(Rect::new(200, 995, 1520, 45), [255, 255, 255]).unwrap();
-                    for l in 0..3u64 {
-                        let text = format!(
-                            "{:05} scrolled line of text, with words that change: {}",
-                            frame * 3 + l,
-                            frame * 7919 % 100_003
-                        );
-                        window.text(220, 1006 + l as i16 * 15, text.as_bytes(), [20, 20, 20], [255, 255, 255]).unwrap();
+                    // The lines due in this frame (15 px each) up, as an editor scrolls, and as
+                    // many new lines at the bottom.
+                    let n = (lines - lines_before) as u16;
+                    if n > 0 {
+                        let dy = n * 15;
+                        window.copy_area(Rect::new(200, 40 + dy, 1520, 1000 - dy), 200, 40).unwrap();
+                        window.fill(Rect::new(200, 1040 - dy, 1520, dy), [255, 255, 255]).unwrap();
+                        for l in lines_before..lines {
+                            let row = (l - lines_before) as i16;
+                            let top = 1040 - dy as i16 + 11 + row * 15;
+                            let text =
+                                format!("{l:05} scrolled line of text, with words that change: {}", l * 7919 % 100_003);
+                            window.text(220, top, text.as_bytes(), [20, 20, 20], [255, 255, 255]).unwrap();
+                        }
                     }
                 }
             }

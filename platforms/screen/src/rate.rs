@@ -13,7 +13,7 @@
 //!   relay, which keeps latency low; the next frame carries all changes since the last one.
 //!   If no ack arrives for `ack_timeout` with data in flight, it counts as lost: the estimate is
 //!   halved and sending resumes.
-//! - **Interval**: the shortest interval (30 fps by default) while less than half the window
+//! - **Interval**: the shortest interval (60 fps by default) while less than half the window
 //!   is in flight (the link keeps up: a quiet, app-limited screen is not paced by its own small
 //!   delivery samples); otherwise the shortest interval unless the average frame
 //!   (exponential average of bytes per frame) at that rate would exceed 1.25 × the delivery
@@ -35,7 +35,7 @@ use crate::codec::Quality;
 /// Controller settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateConfig {
-    /// Shortest frame interval (33 ms: 30 fps).
+    /// Shortest frame interval (16.7 ms: 60 fps).
     pub min_interval: Duration,
     /// Longest frame interval while something changes (1 s).
     pub max_interval: Duration,
@@ -58,7 +58,7 @@ pub struct RateConfig {
 impl Default for RateConfig {
     fn default() -> Self {
         RateConfig {
-            min_interval: Duration::from_micros(33_333),
+            min_interval: Duration::from_micros(16_667),
             max_interval: Duration::from_secs(1),
             target_delay: Duration::from_millis(150),
             target_fps: 15,
