@@ -388,41 +388,54 @@ impl fmt::Display for InsufficientSize {
 
 impl core::error::Error for InsufficientSize {}
 
-/// A tiny bounds-checked reader over untrusted bytes: every read is `Option`, never a panic.
+/// A bounds-checked reader of big-endian fields over untrusted bytes: every read is `Option`,
+/// never a panic. Public so that the application codecs outside the core (screen, input) parse
+/// the same way.
 #[derive(Debug)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) const fn new(bytes: &'a [u8]) -> Self {
+    /// Reads `bytes` from the start.
+    pub const fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes }
     }
 
-    pub(crate) fn u8(&mut self) -> Option<u8> {
+    /// One byte.
+    pub fn u8(&mut self) -> Option<u8> {
         let (&first, rest) = self.bytes.split_first()?;
         self.bytes = rest;
         Some(first)
     }
 
-    pub(crate) fn u16(&mut self) -> Option<u16> {
+    /// A big-endian `u16`.
+    pub fn u16(&mut self) -> Option<u16> {
         self.array::<2>().map(u16::from_be_bytes)
     }
 
-    pub(crate) fn u32(&mut self) -> Option<u32> {
+    /// A big-endian `i16`.
+    pub fn i16(&mut self) -> Option<i16> {
+        self.array::<2>().map(i16::from_be_bytes)
+    }
+
+    /// A big-endian `u32`.
+    pub fn u32(&mut self) -> Option<u32> {
         self.array::<4>().map(u32::from_be_bytes)
     }
 
-    pub(crate) fn u64(&mut self) -> Option<u64> {
+    /// A big-endian `u64`.
+    pub fn u64(&mut self) -> Option<u64> {
         self.array::<8>().map(u64::from_be_bytes)
     }
 
     /// Everything left.
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
+    pub fn rest(&mut self) -> &'a [u8] {
         core::mem::take(&mut self.bytes)
     }
 
-    pub(crate) fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+    /// The next `len` bytes, or `None` (and nothing consumed) if fewer are left.
+    pub fn take(&mut self, len: usize) -> Option<&'a [u8]> {
         if len > self.bytes.len() {
             return None;
         }
@@ -431,30 +444,34 @@ impl<'a> Reader<'a> {
         Some(head)
     }
 
-    pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+    /// The next `N` bytes as an array.
+    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether everything has been read.
+    pub const fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
 }
 
-/// A bounds-checked writer into a caller buffer. Writes past the end set `overflow` instead of
-/// panicking; callers check [`Writer::finish`].
+/// A bounds-checked writer of big-endian fields into a caller buffer. Writes past the end set
+/// an overflow flag instead of panicking; callers check [`Writer::finish`].
 #[derive(Debug)]
-pub(crate) struct Writer<'a> {
+pub struct Writer<'a> {
     bytes: &'a mut [u8],
     len: usize,
     overflow: bool,
 }
 
 impl<'a> Writer<'a> {
-    pub(crate) fn new(bytes: &'a mut [u8]) -> Self {
+    /// Writes into `bytes` from the start.
+    pub fn new(bytes: &'a mut [u8]) -> Self {
         Writer { bytes, len: 0, overflow: false }
     }
 
-    pub(crate) fn put(&mut self, data: &[u8]) {
+    /// Raw bytes.
+    pub fn put(&mut self, data: &[u8]) {
         let end = self.len + data.len();
         match self.bytes.get_mut(self.len..end) {
             Some(dst) if !self.overflow => {
@@ -465,24 +482,33 @@ impl<'a> Writer<'a> {
         }
     }
 
-    pub(crate) fn u8(&mut self, value: u8) {
+    /// One byte.
+    pub fn u8(&mut self, value: u8) {
         self.put(&[value]);
     }
 
-    pub(crate) fn u16(&mut self, value: u16) {
+    /// A big-endian `u16`.
+    pub fn u16(&mut self, value: u16) {
         self.put(&value.to_be_bytes());
     }
 
-    pub(crate) fn u32(&mut self, value: u32) {
+    /// A big-endian `i16`.
+    pub fn i16(&mut self, value: i16) {
         self.put(&value.to_be_bytes());
     }
 
-    pub(crate) fn u64(&mut self, value: u64) {
+    /// A big-endian `u32`.
+    pub fn u32(&mut self, value: u32) {
+        self.put(&value.to_be_bytes());
+    }
+
+    /// A big-endian `u64`.
+    pub fn u64(&mut self, value: u64) {
         self.put(&value.to_be_bytes());
     }
 
     /// Bytes written, or `None` if anything did not fit.
-    pub(crate) fn finish(self) -> Option<usize> {
+    pub fn finish(self) -> Option<usize> {
         (!self.overflow).then_some(self.len)
     }
 }

@@ -17,7 +17,7 @@
 //! `ReleaseAll` releases every key and button the viewer holds (sent when the viewer loses
 //! focus; the sharer does the same itself when control is taken back).
 
-use crate::wire::{Reader, Writer};
+use lifeline_core::wire::{Reader, Writer};
 
 /// Longest input payload.
 pub const MAX_INPUT_LEN: usize = 8;

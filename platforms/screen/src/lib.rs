@@ -73,7 +73,6 @@ pub mod message;
 pub mod rate;
 pub mod session;
 pub mod tiles;
-mod wire;
 #[cfg(feature = "x11")]
 pub mod x11;
 #[cfg(feature = "x11")]

@@ -31,7 +31,7 @@
 //! 16 KiB would otherwise cost seconds).
 
 use crate::frame::Rect;
-use crate::wire::{Reader, Writer};
+use lifeline_core::wire::{Reader, Writer};
 
 /// Most pixels one `Raw`, `Palette` or `Jpeg` op covers (1024 × 64, sixteen 64 × 64 tiles).
 pub const MAX_RECT_PIXELS: usize = 65_536;
