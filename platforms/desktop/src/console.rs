@@ -798,11 +798,13 @@ impl Console {
             Event::ConsentRequested { from, capability } => {
                 self.consent.1 = self.consent.1.with(capability);
                 let word = capability_word(capability);
-                println!(
-                    "{} asks to {}: /allow {word} or /deny {word}",
-                    self.name(from),
-                    capability_request(capability)
-                );
+                // In the full-screen view the keys are the answer (the commands still work).
+                let answer = if crate::tui::is_running() {
+                    "a = Allow, d = Deny".to_owned()
+                } else {
+                    format!("/allow {word} or /deny {word}")
+                };
+                println!("{} asks to {}: {answer}", self.name(from), capability_request(capability));
                 if let Some(screen) = &mut self.screen {
                     // An open prompt pauses remote control.
                     screen.on_consent(self.consent.0, self.consent.1);

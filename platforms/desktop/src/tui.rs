@@ -226,6 +226,11 @@ enum Update {
 /// The UI's inbox while it runs; `None` in line mode.
 static SINK: Mutex<Option<std_mpsc::Sender<Update>>> = Mutex::new(None);
 
+/// Whether the full-screen view is running (else lines go to stdout).
+pub(crate) fn is_running() -> bool {
+    SINK.lock().is_ok_and(|sink| sink.is_some())
+}
+
 /// Shows a line: in the UI's log while it runs, else on stdout.
 pub(crate) fn say(text: String) {
     let sink = SINK.lock().ok().and_then(|sink| sink.clone());

@@ -116,6 +116,8 @@ fn the_full_screen_view_is_answered_with_keys() {
     // A consent prompt, answered with a key: `a` allows.
     provider.type_line("/request files");
     wait("The provider asks for: files. a = Allow, d = Deny");
+    // The log names the keys too, not the line interface's commands.
+    wait("asks to transfer files to and from your computer: a = Allow, d = Deny");
     let shown = wait("Asked: files");
     // The status line is on top all the time: it is not repeated in the log.
     assert!(!shown.contains("[status]"), "{}", shown.text());
