@@ -54,6 +54,8 @@ pub(crate) const HOTKEY_TEXT: &str = "Ctrl+Alt+Pause";
 pub(crate) struct ScreenFlags {
     viewing: Arc<AtomicBool>,
     control: Arc<AtomicBool>,
+    /// The monitor shared: `(index << 16) | count`, 0 before the first capture.
+    monitor: Arc<AtomicU32>,
 }
 
 impl ScreenFlags {
@@ -65,6 +67,17 @@ impl ScreenFlags {
     /// The provider has control of the mouse and keyboard.
     pub(crate) fn provider_has_control(&self) -> bool {
         self.control.load(Ordering::Relaxed)
+    }
+
+    /// Which monitor is shared, of how many: `(index, count)`.
+    pub(crate) fn monitor(&self) -> Option<(usize, usize)> {
+        let packed = self.monitor.load(Ordering::Relaxed);
+        (packed != 0).then_some(((packed >> 16) as usize, (packed & 0xFFFF) as usize))
+    }
+
+    fn set_monitor(&self, index: usize, count: usize) {
+        let packed = (index.min(0xFFFF) as u32) << 16 | count.min(0xFFFF) as u32;
+        self.monitor.store(packed, Ordering::Relaxed);
     }
 }
 
@@ -208,6 +221,10 @@ impl Screen {
         let mut text = String::new();
         if self.flags.viewing() {
             text.push_str(" | screen shared");
+            // Which one, when there is a choice (the provider picks).
+            if let Some((index, count)) = self.flags.monitor().filter(|&(_, count)| count > 1) {
+                text.push_str(&format!(" (monitor {} of {count})", index + 1));
+            }
         }
         if self.flags.provider_has_control() {
             text.push_str(" | THE PROVIDER HAS CONTROL");
@@ -618,6 +635,7 @@ impl Worker<'_> {
                 match started {
                     Ok(sharer) => {
                         self.failed_view = false;
+                        self.flags.set_monitor(sharer.monitor(), sharer.monitors().len());
                         self.sharer = Some((generation, sharer));
                         let _ = self.out.send(Out::Notice("Your screen is being shared with the provider.".into()));
                     }
@@ -650,6 +668,7 @@ impl Worker<'_> {
                 let before = sharer.monitor();
                 if sharer.handle_message(now, &payload) {
                     let index = sharer.monitor();
+                    self.flags.set_monitor(index, sharer.monitors().len());
                     if index != before
                         && let Some(monitor) = sharer.monitors().get(index)
                     {

@@ -137,6 +137,9 @@ fn the_console_lists_the_customers_monitors_and_switches_to_the_second() {
     // Switched in the console: the customer's app says so, the second pattern appears.
     driver.click("#screen-monitors button[data-monitor=\"1\"]");
     customer.expect("The provider now sees monitor 2 of 2 (400 × 240)");
+    // The customer's status says which monitor is shared.
+    customer.type_line("/status");
+    customer.expect("screen shared (monitor 2 of 2)");
     driver.wait_text("screen-size", "400 × 240");
     wait_for("the right monitor's pattern", Duration::from_secs(20), || {
         pattern_difference(&driver, &RIGHT_PATTERN) <= 24
