@@ -11,7 +11,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{App, LIMIT, Relay, TempDir, dev_pki, digits_after, http_get, http_request, random_file, sha256_file};
+use support::{
+    App, LIMIT, Provider, Relay, TempDir, dev_pki, digits_after, http_get, http_request, random_file, sha256_file,
+};
 
 struct Pair {
     provider: App,
@@ -22,19 +24,8 @@ struct Pair {
 
 fn start_pair(dev: &Path, relay: &Relay, temp: &Path, share: bool) -> Pair {
     let provider_downloads = temp.join("provider-downloads");
-    let provider = App::start([
-        "support".as_ref(),
-        "--dev".as_ref(),
-        dev.as_os_str(),
-        "--relay".as_ref(),
-        relay.address().as_ref(),
-        "--name".as_ref(),
-        "Ada (Helpdesk)".as_ref(),
-        "--downloads".as_ref(),
-        provider_downloads.as_os_str(),
-    ]);
-    let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let Provider { app: provider, session, pin } =
+        Provider::start(dev, relay, &["--downloads", provider_downloads.to_str().unwrap()]);
     provider.expect("Web console");
     let url = provider.expect("http://127.0.0.1:").trim().to_owned();
     let customer_downloads = temp.join("customer-downloads");
@@ -322,18 +313,7 @@ fn a_full_disk_stops_the_transfer_with_a_clear_message_on_both_sides() {
     let relay = Relay::start(&dev);
     let dev_arg = dev.display().to_string();
     let relay_arg = relay.address();
-    let mut provider = App::start([
-        "support",
-        "--dev",
-        &dev_arg,
-        "--relay",
-        &relay_arg,
-        "--name",
-        "Ada (Helpdesk)",
-        "--no-web-console",
-    ]);
-    let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let Provider { app: mut provider, session, pin } = Provider::start(&dev, &relay, &["--no-web-console"]);
     // The customer's "disk" takes 1 MiB per file.
     let downloads = temp.path().join("downloads");
     let downloads_arg = downloads.display().to_string();

@@ -7,31 +7,15 @@ mod support;
 
 use std::time::Duration;
 
-use support::{App, LIMIT, Relay, TempDir, dev_pki, digits_after, free_port};
+use support::{App, LIMIT, Provider, Relay, TempDir, dev_pki, digits_after, free_port};
 
-/// A provider whose session number and PIN have been read from its output.
-struct Provider {
-    app: App,
-    session: String,
-    pin: String,
-}
-
+/// A provider that has printed its session number and PIN, and waits for the customer.
 fn start_provider(dev: &std::path::Path, relay: &Relay) -> Provider {
-    let app = App::start([
-        "support".as_ref(),
-        "--dev".as_ref(),
-        dev.as_os_str(),
-        "--relay".as_ref(),
-        relay.address().as_ref(),
-        "--name".as_ref(),
-        "Ada (Helpdesk)".as_ref(),
-    ]);
-    let session = digits_after(&app.expect("Session number:"), "Session number:");
-    let pin = digits_after(&app.expect("PIN:"), "PIN:");
-    assert_eq!(session.len(), 9, "a nine-digit session number");
-    assert_eq!(pin.len(), 8, "an eight-digit PIN");
-    app.expect("Waiting for the customer to join");
-    Provider { app, session, pin }
+    let provider = Provider::start(dev, relay, &[]);
+    assert_eq!(provider.session.len(), 9, "a nine-digit session number");
+    assert_eq!(provider.pin.len(), 8, "an eight-digit PIN");
+    provider.app.expect("Waiting for the customer to join");
+    provider
 }
 
 /// A customer that types the session number and PIN at the prompts.

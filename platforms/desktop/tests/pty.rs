@@ -8,7 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{App, LIMIT, PTY_COLUMNS, PTY_ROWS, Relay, TempDir, dev_pki, digits_after, random_file, sha256_file};
+use support::{
+    App, LIMIT, PTY_COLUMNS, PTY_ROWS, Provider, Relay, TempDir, dev_pki, digits_after, random_file, sha256_file,
+};
 
 #[test]
 fn the_customer_app_on_a_terminal_is_answered_like_a_person_would() {
@@ -17,18 +19,7 @@ fn the_customer_app_on_a_terminal_is_answered_like_a_person_would() {
     let relay = Relay::start(&dev);
     let dev_arg = dev.display().to_string();
     let relay_arg = relay.address();
-    let mut provider = App::start([
-        "support",
-        "--dev",
-        &dev_arg,
-        "--relay",
-        &relay_arg,
-        "--name",
-        "Ada (Helpdesk)",
-        "--no-web-console",
-    ]);
-    let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let Provider { app: mut provider, session, pin } = Provider::start(&dev, &relay, &["--no-web-console"]);
 
     let downloads = temp.path().join("downloads").display().to_string();
     let mut customer =
@@ -74,18 +65,7 @@ fn the_full_screen_view_is_answered_with_keys() {
     let relay = Relay::start(&dev);
     let dev_arg = dev.display().to_string();
     let relay_arg = relay.address();
-    let mut provider = App::start([
-        "support",
-        "--dev",
-        &dev_arg,
-        "--relay",
-        &relay_arg,
-        "--name",
-        "Ada (Helpdesk)",
-        "--no-web-console",
-    ]);
-    let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let Provider { app: mut provider, session, pin } = Provider::start(&dev, &relay, &["--no-web-console"]);
 
     let downloads = temp.path().join("downloads").display().to_string();
     let (mut customer, screen) =

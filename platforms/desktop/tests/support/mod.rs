@@ -509,22 +509,40 @@ pub fn group3(digits: &str) -> String {
     digits.as_bytes().chunks(3).map(|chunk| String::from_utf8_lossy(chunk).into_owned()).collect::<Vec<_>>().join(" ")
 }
 
+/// A provider whose session number and PIN have been read from its output.
+#[allow(dead_code)] // each test crate uses some of the fields
+pub struct Provider {
+    pub app: App,
+    pub session: String,
+    pub pin: String,
+}
+
+impl Provider {
+    /// `lifeline support --dev DEV --relay RELAY --name "Ada (Helpdesk)"` plus `extra`.
+    pub fn start(dev: &Path, relay: &Relay, extra: &[&str]) -> Provider {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "support".into(),
+            "--dev".into(),
+            dev.as_os_str().to_owned(),
+            "--relay".into(),
+            relay.address().into(),
+            "--name".into(),
+            "Ada (Helpdesk)".into(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsString::from));
+        let app = App::start(args);
+        let session = digits_after(&app.expect("Session number:"), "Session number:");
+        let pin = digits_after(&app.expect("PIN:"), "PIN:");
+        Provider { app, session, pin }
+    }
+}
+
 /// A provider ("Ada (Helpdesk)", `lifeline support --dev`) and a customer ("Grace",
 /// `lifeline join --dev` on X display `display`) joined in one session through `relay`: the
 /// screen-sharing tests' start. Returns the provider, the customer and the provider's web
 /// console URL (with its token).
 pub fn join_on_display(dev: &Path, relay: &Relay, display: &str) -> (App, App, String) {
-    let provider = App::start([
-        "support".as_ref(),
-        "--dev".as_ref(),
-        dev.as_os_str(),
-        "--relay".as_ref(),
-        relay.address().as_ref(),
-        "--name".as_ref(),
-        "Ada (Helpdesk)".as_ref(),
-    ]);
-    let session = digits_after(&provider.expect("Session number:"), "Session number:");
-    let pin = digits_after(&provider.expect("PIN:"), "PIN:");
+    let Provider { app: provider, session, pin } = Provider::start(dev, relay, &[]);
     let url = provider.expect("http://127.0.0.1:").trim().to_owned();
     let dev = dev.to_str().unwrap();
     let mut customer = App::start_with_env(
