@@ -16,7 +16,7 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lifeline_screen::backend::Injector as _;
 use lifeline_screen::frame::Rect;
@@ -24,13 +24,14 @@ use lifeline_screen::input::InputEvent;
 use lifeline_screen::x11::X11Injector;
 use lifeline_screen::xvfb::{Recorded, TestWindow, Xvfb};
 use serde_json::json;
+use support::screen::{Quadrants, canvas_screenshot, pattern_difference, post_input, wait_for};
 use support::webdriver::Driver;
-use support::{App, LIMIT, Relay, TempDir, dev_pki, http_request, join_on_display};
+use support::{App, LIMIT, Relay, TempDir, dev_pki, join_on_display};
 
 const WIDTH: u16 = 640;
 const HEIGHT: u16 = 360;
 /// The test pattern: four quadrants.
-const QUADRANTS: [(u16, u16, [u8; 3]); 4] =
+const QUADRANTS: Quadrants =
     [(0, 0, [220, 30, 30]), (1, 0, [30, 200, 60]), (0, 1, [40, 60, 230]), (1, 1, [240, 220, 40])];
 
 struct Setup {
@@ -134,53 +135,9 @@ fn no_frame_leaves_the_customer_without_view_consent_and_ending_while_streaming_
     drop(setup.temp);
 }
 
-/// The canvas, as Chromium renders it: a JPEG screenshot of its box, decoded to RGB.
-fn canvas_screenshot(driver: &Driver) -> (usize, usize, Vec<u8>) {
-    use base64::Engine as _;
-    driver.script("window.scrollTo(0, 0); return null");
-    let rect = driver.script(
-        "const r = document.getElementById('screen').getBoundingClientRect(); \
-         return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]",
-    );
-    let rect: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    assert!(rect[2] > 100.0 && rect[3] > 50.0, "canvas box {rect:?}");
-    let shot = driver.cmd(
-        "POST",
-        "/goog/cdp/execute",
-        Some(json!({ "cmd": "Page.captureScreenshot", "params": {
-            "format": "jpeg", "quality": 95, "captureBeyondViewport": true,
-            "clip": { "x": rect[0], "y": rect[1], "width": rect[2], "height": rect[3], "scale": 1 },
-        }})),
-    );
-    let jpeg = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
-    let mut decoder = zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(&jpeg[..]));
-    let rgb = decoder.decode().unwrap();
-    let (width, height) = decoder.dimensions().unwrap();
-    (width, height, rgb)
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Input sent straight to the console's input route, as the page would (the page itself sends
-/// nothing while it shows that the provider has no control).
-fn post_input(url: &str, events: serde_json::Value) -> u16 {
-    let port: u16 = url.trim_start_matches("http://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
-    let token = url.split("?t=").nth(1).unwrap();
-    let origin = format!("http://127.0.0.1:{port}");
-    let body = json!({ "events": events }).to_string();
-    let headers = [("X-Lifeline-Token", token), ("Origin", origin.as_str()), ("Content-Type", "application/json")];
-    http_request(port, "POST", "/api/input", &headers, &body).0
-}
-
 /// The colour the canvas shows at frame position (`x`, `y`) (scaled as shown).
 fn canvas_pixel(driver: &Driver, x: usize, y: usize) -> [u8; 3] {
-    let (width, height, rgb) = canvas_screenshot(driver);
+    let (width, height, rgb) = canvas_screenshot(driver).expect("the canvas is laid out");
     let (sx, sy) = (x * width / usize::from(WIDTH), (y * height / usize::from(HEIGHT)).max(1));
     let at = (sy * width + sx) * 3;
     [rgb[at], rgb[at + 1], rgb[at + 2]]
@@ -216,23 +173,12 @@ fn the_console_shows_the_customers_screen_and_controls_it_only_while_allowed() {
     setup.customer.type_line("/allow view");
     driver.wait_text("screen-status", "Viewing");
     driver.wait_text("screen-size", &format!("{WIDTH} × {HEIGHT}"));
-    let mut last = String::new();
+    let mut worst = u8::MAX;
     wait_for("the test pattern on the canvas", Duration::from_secs(20), || {
-        let (width, height, rgb) = canvas_screenshot(&driver);
-        let mut worst = 0;
-        for (qx, qy, colour) in QUADRANTS {
-            // The middle of each quadrant, scaled to the canvas as shown.
-            let x = (usize::from(qx) * 2 + 1) * width / 4;
-            let y = (usize::from(qy) * 2 + 1) * height / 4;
-            let at = (y * width + x) * 3;
-            for c in 0..3 {
-                worst = worst.max(rgb[at + c].abs_diff(colour[c]));
-            }
-        }
-        last = format!("{width}x{height}, worst channel difference {worst}");
+        worst = pattern_difference(&driver, &QUADRANTS);
         worst <= 24
     });
-    println!("canvas screenshot: {last}");
+    println!("canvas screenshot: worst channel difference {worst}");
 
     // Input before remote control is allowed: the native side sends nothing.
     assert_eq!(

@@ -10,89 +10,27 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lifeline_screen::frame::Rect;
 use lifeline_screen::xvfb::{Recorded, TestWindow, Xvfb};
 use serde_json::json;
+use support::screen::{Quadrants, pattern_difference, post_input, wait_for};
 use support::webdriver::Driver;
-use support::{LIMIT, Relay, TempDir, dev_pki, http_request, join_on_display};
+use support::{LIMIT, Relay, TempDir, dev_pki, join_on_display};
 
 /// The primary monitor, at the left.
 const LEFT: Rect = Rect { x: 0, y: 0, width: 480, height: 300 };
 /// The second monitor, to its right, smaller.
 const RIGHT: Rect = Rect { x: 480, y: 0, width: 400, height: 240 };
 /// Left monitor: four quadrants.
-const LEFT_PATTERN: [(u16, u16, [u8; 3]); 4] =
+const LEFT_PATTERN: Quadrants =
     [(0, 0, [220, 30, 30]), (1, 0, [30, 200, 60]), (0, 1, [40, 60, 230]), (1, 1, [240, 220, 40])];
 /// Right monitor: other colours in the same places.
-const RIGHT_PATTERN: [(u16, u16, [u8; 3]); 4] =
+const RIGHT_PATTERN: Quadrants =
     [(0, 0, [230, 40, 220]), (1, 0, [40, 220, 230]), (0, 1, [250, 140, 20]), (1, 1, [250, 250, 250])];
 
-/// The canvas as Chromium renders it: a JPEG screenshot of its box, decoded to RGB.
-fn canvas_screenshot(driver: &Driver) -> (usize, usize, Vec<u8>) {
-    use base64::Engine as _;
-    driver.script("window.scrollTo(0, 0); return null");
-    let rect = driver.script(
-        "const r = document.getElementById('screen').getBoundingClientRect(); \
-         return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]",
-    );
-    let rect: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    if rect[2] < 50.0 || rect[3] < 50.0 {
-        return (0, 0, Vec::new());
-    }
-    let shot = driver.cmd(
-        "POST",
-        "/goog/cdp/execute",
-        Some(json!({ "cmd": "Page.captureScreenshot", "params": {
-            "format": "jpeg", "quality": 95, "captureBeyondViewport": true,
-            "clip": { "x": rect[0], "y": rect[1], "width": rect[2], "height": rect[3], "scale": 1 },
-        }})),
-    );
-    let jpeg = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
-    let mut decoder = zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(&jpeg[..]));
-    let rgb = decoder.decode().unwrap();
-    let (width, height) = decoder.dimensions().unwrap();
-    (width, height, rgb)
-}
-
-/// The worst channel difference between the canvas and `pattern` at the middle of each quadrant.
-fn pattern_difference(driver: &Driver, pattern: &[(u16, u16, [u8; 3]); 4]) -> u8 {
-    let (width, height, rgb) = canvas_screenshot(driver);
-    if width == 0 {
-        return u8::MAX;
-    }
-    let mut worst = 0;
-    for &(qx, qy, colour) in pattern {
-        let x = (usize::from(qx) * 2 + 1) * width / 4;
-        let y = (usize::from(qy) * 2 + 1) * height / 4;
-        let at = (y * width + x) * 3;
-        for c in 0..3 {
-            worst = worst.max(rgb[at + c].abs_diff(colour[c]));
-        }
-    }
-    worst
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Input sent straight to the console's input route, as the page would.
-fn post_input(url: &str, events: serde_json::Value) -> u16 {
-    let port: u16 = url.trim_start_matches("http://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
-    let token = url.split("?t=").nth(1).unwrap();
-    let origin = format!("http://127.0.0.1:{port}");
-    let body = json!({ "events": events }).to_string();
-    let headers = [("X-Lifeline-Token", token), ("Origin", origin.as_str()), ("Content-Type", "application/json")];
-    http_request(port, "POST", "/api/input", &headers, &body).0
-}
-
-fn draw(window: &TestWindow, monitor: Rect, pattern: &[(u16, u16, [u8; 3]); 4]) {
+fn draw(window: &TestWindow, monitor: Rect, pattern: &Quadrants) {
     let (w, h) = (monitor.width / 2, monitor.height / 2);
     for &(qx, qy, colour) in pattern {
         window.fill(Rect::new(monitor.x + qx * w, monitor.y + qy * h, w, h), colour).unwrap();

@@ -7,6 +7,7 @@
 //! So a test never depends on a relay or a session a developer happens to have running.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod screen;
 pub mod terminal;
 pub mod webdriver;
 
