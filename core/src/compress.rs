@@ -82,6 +82,8 @@ pub enum CompressError {
         /// The output length needed: `max_compressed_len(input.len())`.
         required: usize,
     },
+    /// [`compress_within`]: the block would be longer than the output buffer.
+    DoesNotFit,
 }
 
 impl fmt::Display for CompressError {
@@ -91,6 +93,7 @@ impl fmt::Display for CompressError {
             Self::InsufficientSize { required } => {
                 write!(f, "compression output buffer too small: {required} bytes required")
             }
+            Self::DoesNotFit => f.write_str("the compressed block does not fit the output buffer"),
         }
     }
 }
@@ -155,6 +158,34 @@ pub fn compress(input: &[u8], out: &mut [u8]) -> Result<usize, CompressError> {
     let tail = input.get(anchor..).ok_or(CompressError::InsufficientSize { required })?;
     w.last_literals(tail)?;
     Ok(w.pos)
+}
+
+/// Compresses `input` into `out` as one LZ4 block if the block fits `out`, whatever its
+/// length; returns the number of bytes written to the front of `out`. For a sender that uses
+/// the block only when it is shorter than the input: give it the room it would save
+/// (`input.len() - 1` bytes) and it stops as soon as the block cannot be shorter.
+///
+/// # Errors
+///
+/// - [`CompressError::InputTooLarge`] if `input` is longer than [`MAX_INPUT_LEN`]
+///   (`out` untouched);
+/// - [`CompressError::DoesNotFit`] if the block is longer than `out`; the front of `out`
+///   then holds part of a block and must not be used.
+pub fn compress_within(input: &[u8], out: &mut [u8]) -> Result<usize, CompressError> {
+    let n = input.len();
+    if n > MAX_INPUT_LEN {
+        return Err(CompressError::InputTooLarge);
+    }
+    let mut w = Writer { out, pos: 0, required: 0 };
+    let anchor = if n > MF_LIMIT { compress_sequences(input, &mut w) } else { Ok(0) };
+    let written = anchor.and_then(|anchor| {
+        let tail = input.get(anchor..).ok_or(CompressError::DoesNotFit)?;
+        w.last_literals(tail)
+    });
+    match written {
+        Ok(()) => Ok(w.pos),
+        Err(_) => Err(CompressError::DoesNotFit),
+    }
 }
 
 /// Emits every sequence that ends in a match; returns the start of the final
@@ -1040,6 +1071,36 @@ mod tests {
         #[test]
         fn prop_round_trip_repetitive(input in repetitive()) {
             check_all(&input);
+        }
+
+        #[test]
+        fn prop_within_gives_the_same_block_when_it_fits(input in repetitive(), room in 0usize..25_000) {
+            let block = ours(&input);
+            let mut out = vec![0u8; room];
+            match compress_within(&input, &mut out) {
+                Ok(len) => prop_assert_eq!(&out[..len], &block[..]),
+                Err(error) => {
+                    prop_assert_eq!(error, CompressError::DoesNotFit);
+                    prop_assert!(block.len() > room, "{} bytes would have fitted {room}", block.len());
+                }
+            }
+        }
+
+        #[test]
+        fn prop_within_the_input_length_keeps_only_a_saving(input in prop::collection::vec(any::<u8>(), 1..20_000)) {
+            // Random bytes: the block is almost never shorter than the input.
+            let block = ours(&input);
+            let mut out = vec![0u8; input.len() - 1];
+            match compress_within(&input, &mut out) {
+                Ok(len) => {
+                    prop_assert!(len < input.len());
+                    prop_assert_eq!(&out[..len], &block[..]);
+                }
+                Err(error) => {
+                    prop_assert_eq!(error, CompressError::DoesNotFit);
+                    prop_assert!(block.len() >= input.len());
+                }
+            }
         }
 
         #[test]

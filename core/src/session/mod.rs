@@ -597,11 +597,12 @@ impl<R: CryptoRng, const MAX_MEMBERS: usize> Session<R, MAX_MEMBERS> {
         let body_start = PLAINTEXT_OFFSET + 2;
         let mut flags = 0;
         let mut len = payload.len();
+        // The block is used only when shorter than the payload, so it gets exactly the room it
+        // would save (inside `out`, which holds the uncompressed frame): no larger buffer needed.
         if content.compressible()
             && payload.len() >= COMPRESS_MIN_LEN
-            && let Some(area) = out.get_mut(body_start..body_start + compress::max_compressed_len(payload.len()))
-            && let Ok(compressed) = compress::compress(payload, area)
-            && compressed < payload.len()
+            && let Some(area) = out.get_mut(body_start..body_start + payload.len() - 1)
+            && let Ok(compressed) = compress::compress_within(payload, area)
         {
             flags = FLAG_COMPRESSED;
             len = compressed;

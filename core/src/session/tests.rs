@@ -293,6 +293,21 @@ fn compressible_content_is_compressed_and_restored() {
     let mut out = [0u8; MAX_PAYLOAD_LEN];
     let delivery = leader.handle_frame(now(), &mut buf[..len], &mut out).unwrap().unwrap();
     assert_eq!(&out[..delivery.len], &payload[..]);
+    // A full payload is compressed with no more room than its uncompressed frame needs.
+    let full: Vec<u8> = b"chunk of a log file, 2026-12-05 ok\n".iter().copied().cycle().take(MAX_PAYLOAD_LEN).collect();
+    let mut tight = std::vec![0u8; full.len() + 50];
+    let len = member.send(now(), Destination::Member(MemberId::LEADER), ContentType::File, &full, &mut tight).unwrap();
+    assert!(len < full.len() / 4, "a full chunk compressed to {len} bytes");
+    let delivery = leader.handle_frame(now(), &mut tight[..len], &mut out).unwrap().unwrap();
+    assert_eq!(&out[..delivery.len], &full[..]);
+    // Incompressible content goes as it is, in the same buffer.
+    let mut noise = std::vec![0u8; MAX_PAYLOAD_LEN];
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    rand_core::Rng::fill_bytes(&mut rng, &mut noise);
+    let len = member.send(now(), Destination::Member(MemberId::LEADER), ContentType::File, &noise, &mut tight).unwrap();
+    assert_eq!(len, noise.len() + 50);
+    let delivery = leader.handle_frame(now(), &mut tight[..len], &mut out).unwrap().unwrap();
+    assert_eq!(&out[..delivery.len], &noise[..]);
     // Chat is never compressed, whatever its content.
     let chat = [b'a'; 1000];
     let len = member.send(now(), Destination::Member(MemberId::LEADER), ContentType::Chat, &chat, &mut buf).unwrap();
