@@ -3,7 +3,8 @@
 //! broker says the provider is, the check code, what is allowed, what is asked for), the session
 //! log, the consent prompt when one is pending, and the input line. Keys: `a` / `d` allow or deny
 //! the prompt shown while the input line is empty; F2 / Ctrl-R take back everything allowed at
-//! once; F10 / Ctrl-E (or Ctrl-C, Ctrl-D) end the session (asks for `y` first).
+//! once; F10 / Ctrl-E (or Ctrl-C, Ctrl-D) end the session (asks for `y` first); PageUp /
+//! PageDown scroll the log, Home / End go to its first / latest line.
 //!
 //! Consent answers come only from keys read from this terminal: nothing the other side sends
 //! can press a key. The terminal (raw mode, alternate screen) is restored when the UI stops, and
@@ -12,6 +13,7 @@
 //! All output of the session goes through [`say`]: to stdout in line mode, to the log here
 //! while the UI runs.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::IsTerminal as _;
 use std::sync::Mutex;
@@ -71,6 +73,10 @@ pub(crate) enum Action {
 pub(crate) struct Screen {
     pub(crate) status: Status,
     log: VecDeque<String>,
+    /// Lines between the bottom of the log view and the latest line (0: following the log).
+    scrolled: usize,
+    /// Log lines the last draw had room for: one page.
+    page: Cell<usize>,
     input: String,
     confirm_end: bool,
 }
@@ -83,7 +89,16 @@ impl Screen {
                 self.log.pop_front();
             }
             self.log.push_back(part.to_owned());
+            // A reader scrolled back keeps seeing the same lines.
+            if self.scrolled > 0 {
+                self.scrolled = (self.scrolled + 1).min(self.log.len());
+            }
         }
+    }
+
+    fn scroll_by(&mut self, lines: isize) {
+        let top = self.log.len().saturating_sub(self.page.get());
+        self.scrolled = self.scrolled.saturating_add_signed(lines).min(top);
     }
 
     /// The prompt shown, if any: the oldest capability asked for.
@@ -131,6 +146,22 @@ impl Screen {
                 Action::None
             }
             KeyCode::Enter if !self.input.is_empty() => Action::Line(std::mem::take(&mut self.input)),
+            KeyCode::PageUp => {
+                self.scroll_by(self.page.get().max(1) as isize);
+                Action::None
+            }
+            KeyCode::PageDown => {
+                self.scroll_by(-(self.page.get().max(1) as isize));
+                Action::None
+            }
+            KeyCode::Home => {
+                self.scroll_by(isize::MAX);
+                Action::None
+            }
+            KeyCode::End => {
+                self.scrolled = 0;
+                Action::None
+            }
             _ => Action::None,
         }
     }
@@ -152,9 +183,16 @@ impl Screen {
         .areas(frame.area());
         frame.render_widget(Paragraph::new(self.status_lines()).wrap(Wrap { trim: false }), status);
         let shown = usize::from(log.height.saturating_sub(2));
-        let lines: Vec<Line<'_>> =
-            self.log.iter().skip(self.log.len().saturating_sub(shown)).map(|l| Line::raw(l.as_str())).collect();
-        frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" Session ")), log);
+        self.page.set(shown);
+        let scrolled = self.scrolled.min(self.log.len().saturating_sub(shown));
+        let first = self.log.len().saturating_sub(shown + scrolled);
+        let lines: Vec<Line<'_>> = self.log.iter().skip(first).take(shown).map(|l| Line::raw(l.as_str())).collect();
+        let title = if scrolled > 0 {
+            format!(" Session · {scrolled} newer lines below: PageDown, End for the latest ")
+        } else {
+            " Session ".to_owned()
+        };
+        frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(title)), log);
         if self.confirm_end {
             let text = Line::from(Span::styled(
                 "End the session for everyone? y = end, any other key = go on",
@@ -559,6 +597,42 @@ mod tests {
             without_escapes("\x1b[2m2026-12-04\x1b[0m \x1b[33m WARN\x1b[0m receipt not stored\x07\n"),
             "2026-12-04  WARN receipt not stored\n"
         );
+    }
+
+    #[test]
+    fn the_log_scrolls_back_and_returns_to_the_latest() {
+        let mut screen = busy();
+        for n in 0..100 {
+            screen.line(&format!("line {n:03}"));
+        }
+        let text = screen_text(&screen);
+        assert!(text.contains("line 099") && !text.contains("line 080"), "{text}");
+        let page = screen.page.get();
+        assert!(page >= 5, "page {page}");
+        // One page up: the latest line is gone, the one a page above the first shown is there.
+        screen.key(key(KeyCode::PageUp));
+        let text = screen_text(&screen);
+        assert!(!text.contains("line 099"), "{text}");
+        assert!(text.contains(&format!("line {:03}", 99 - page)), "{text}");
+        assert!(text.contains(&format!("{page} newer lines below")), "{text}");
+        // A new line does not move what a reader scrolled back sees.
+        let before: Vec<String> = text.lines().filter(|l| l.contains("line ")).map(str::to_owned).collect();
+        screen.line("line 100");
+        let after: Vec<String> =
+            screen_text(&screen).lines().filter(|l| l.contains("line ")).map(str::to_owned).collect();
+        assert_eq!(before, after);
+        // Home goes to the oldest line, End back to the latest; PageDown never goes past it.
+        screen.key(key(KeyCode::Home));
+        assert!(screen_text(&screen).contains("Ada (Helpdesk): hello"));
+        screen.key(key(KeyCode::End));
+        let text = screen_text(&screen);
+        assert!(text.contains("line 100") && text.contains(" Session "), "{text}");
+        screen.key(key(KeyCode::PageDown));
+        assert!(screen_text(&screen).contains("line 100"));
+        // Typing still goes to the input line while scrolled.
+        screen.key(key(KeyCode::PageUp));
+        screen.key(key(KeyCode::Char('x')));
+        assert_eq!(screen.key(key(KeyCode::Enter)), Action::Line("x".into()));
     }
 
     #[test]
