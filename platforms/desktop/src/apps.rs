@@ -395,6 +395,12 @@ impl Apps {
 
     /// Sends what can be sent, handles timers, shows events. Call often (on every event and on
     /// a short tick while anything is in progress).
+    /// Whether anything here moves with time alone (a transfer in progress or waiting, data the
+    /// driver has not taken yet): then the session loop pumps often.
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.transfers.is_idle() || !self.held.is_empty() || !self.outbox.is_empty()
+    }
+
     pub(crate) async fn pump(&mut self, show: &dyn Show, handle: &SessionHandle) {
         let now = Instant::now();
         if self.transfers.poll_timeout().is_some_and(|at| at <= now) {

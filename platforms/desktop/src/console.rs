@@ -121,8 +121,13 @@ async fn session(mut plan: Plan, full_screen: bool) -> Result<(), Failure> {
     });
     let mut input_open = true;
     let mut closing = false;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Pumped often while file work moves with time alone (retries after a full queue, stall
+    // notices), else a few times a second for what other threads change (the status line):
+    // an idle session wakes 4 times a second, not 50.
+    let mut busy_tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    busy_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle_tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    idle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         tokio::select! {
             event = events.next() => match event {
@@ -138,7 +143,8 @@ async fn session(mut plan: Plan, full_screen: bool) -> Result<(), Failure> {
                 console.on_prepared(done);
                 console.pump(&handle).await;
             }
-            _ = tick.tick() => console.pump(&handle).await,
+            _ = busy_tick.tick(), if console.apps.is_busy() => console.pump(&handle).await,
+            _ = idle_tick.tick(), if !console.apps.is_busy() => console.pump(&handle).await,
             command = recv_command(&mut web_commands) => match command {
                 Some(command) => {
                     if console.on_web_command(&handle, command).await == Next::Quit && !closing {
