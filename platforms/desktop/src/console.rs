@@ -245,6 +245,8 @@ struct Console {
     connected_once: bool,
     /// Customer: its own consent state (granted, pending).
     consent: (CapabilitySet, CapabilitySet),
+    /// Customer: capabilities in the order they were asked for (the prompt shows the oldest).
+    asked: Vec<Capability>,
     /// Customer with a broker: consent receipts, posted in order by one task.
     receipts: Option<mpsc::UnboundedSender<Receipt>>,
     /// The task posting them (awaited, bounded, when the session ends).
@@ -312,6 +314,7 @@ impl Console {
             members: BTreeMap::new(),
             connected_once: false,
             consent: (CapabilitySet::EMPTY, CapabilitySet::EMPTY),
+            asked: Vec::new(),
             receipts: None,
             receipts_task: None,
             received_bytes: 0,
@@ -544,7 +547,7 @@ impl Console {
             verified: self.verified_provider.clone(),
             check_code: self.check_codes.values().next().map(|code| check_code_text(*code)),
             granted: self.consent.0.iter().map(|c| capability_word(c).to_owned()).collect(),
-            pending: self.consent.1.iter().map(|c| capability_word(c).to_owned()).collect(),
+            pending: in_asked_order(&self.asked, self.consent.1).map(|c| capability_word(c).to_owned()).collect(),
             // The screen's part of the line-mode status (" | screen shared | …"), item by item.
             now: self.screen.as_ref().map_or_else(Vec::new, |screen| {
                 screen.status_text().split(" | ").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
@@ -803,6 +806,8 @@ impl Console {
             }
             Event::ConsentRequested { from, capability } => {
                 self.consent.1 = self.consent.1.with(capability);
+                self.asked.retain(|asked| *asked != capability);
+                self.asked.push(capability);
                 let word = capability_word(capability);
                 // In the full-screen view the keys are the answer (the commands still work).
                 let answer = if crate::tui::is_running() {
@@ -820,6 +825,7 @@ impl Console {
                 self.blocked_shown.clear();
                 let (old_granted, old_pending) = self.consent;
                 self.consent = (granted, pending);
+                self.asked.retain(|asked| pending.contains(*asked));
                 if let Some(screen) = &mut self.screen {
                     screen.on_consent(granted, pending);
                 }
@@ -1258,11 +1264,32 @@ fn core_capability(capability: web::Capability) -> Option<Capability> {
     Capability::ALL.into_iter().find(|c| web_capability(*c) == Some(capability))
 }
 
+/// The capabilities of `pending` in the order they were asked for; any not in `asked` after
+/// them, in capability order.
+fn in_asked_order(asked: &[Capability], pending: CapabilitySet) -> impl Iterator<Item = Capability> + '_ {
+    let first = asked.iter().copied().filter(move |c| pending.contains(*c));
+    let rest = pending.iter().filter(move |c| !asked.contains(c));
+    first.chain(rest)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+
+    #[test]
+    fn the_prompt_shows_the_oldest_request_first() {
+        // Asked for diagnostics, then files: in that order, whatever the capability order.
+        let asked = [Capability::Diagnostics, Capability::FileTransfer];
+        let pending = CapabilitySet::EMPTY.with(Capability::FileTransfer).with(Capability::Diagnostics);
+        let order: Vec<Capability> = in_asked_order(&asked, pending).collect();
+        assert_eq!(order, [Capability::Diagnostics, Capability::FileTransfer]);
+        // An answered one is gone; one pending but never seen asked comes last.
+        let pending = CapabilitySet::EMPTY.with(Capability::FileTransfer).with(Capability::ViewScreen);
+        let order: Vec<Capability> = in_asked_order(&asked, pending).collect();
+        assert_eq!(order, [Capability::FileTransfer, Capability::ViewScreen]);
+    }
 
     #[test]
     fn check_codes_show_six_digits_in_two_groups() {
